@@ -1,0 +1,16 @@
+//! The Eye's domain model: events and their parsing, timestamps, event ids, tokens and
+//! the checks the worker applies. This crate does no IO, so that the API, the worker
+//! and every back end agree on one definition of an event.
+
+pub mod auth;
+pub mod event;
+pub mod ids;
+pub mod message;
+pub mod reason;
+pub mod timestamp;
+pub mod validate;
+
+pub use event::{EventType, IncomingEvent, SessionId};
+pub use message::{Body, Envelope};
+pub use reason::Rejection;
+pub use timestamp::Timestamp;

@@ -1,0 +1,72 @@
+//! The worker's checks on an accepted event. For now: the future-timestamp rule.
+
+use crate::event::IncomingEvent;
+use crate::reason::Rejection;
+
+/// Checks `event` received at `received_at` (microseconds) against the clock-skew
+/// allowance. With `sent_at`, the client's own clock is the reference, which makes the
+/// check immune to a client clock that is simply wrong.
+pub fn check_not_in_future(
+    event: &IncomingEvent,
+    received_at: i64,
+    allowance_micros: i64,
+) -> Result<(), Rejection> {
+    let reference = event.sent_at.unwrap_or(received_at);
+    if event.timestamp > reference.saturating_add(allowance_micros) {
+        let against = if event.sent_at.is_some() {
+            "its `sent_at`"
+        } else {
+            "the time it was received"
+        };
+        return Err(Rejection::new(
+            "future_timestamp",
+            format!(
+                "`timestamp` is {:.3} s later than {against} (allowance {:.3} s)",
+                (event.timestamp - reference) as f64 / 1e6,
+                allowance_micros as f64 / 1e6
+            ),
+            Some("timestamp"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(ts: &str, sent_at: Option<&str>) -> IncomingEvent {
+        let mut v = json!({"session_id": "s", "category": "c", "name": "n", "timestamp": ts});
+        if let Some(s) = sent_at {
+            v["sent_at"] = json!(s);
+        }
+        IncomingEvent::parse(v).unwrap()
+    }
+
+    const RECEIVED: i64 = 1_672_564_527_000_000; // 2023-01-01T09:15:27Z
+
+    #[test]
+    fn the_allowance_is_inclusive_and_measured_against_reception() {
+        let allowance = 5_000_000;
+        assert!(
+            check_not_in_future(&event("2023-01-01T09:15:32Z", None), RECEIVED, allowance).is_ok()
+        );
+        let err = check_not_in_future(
+            &event("2023-01-01T09:15:32.000001Z", None),
+            RECEIVED,
+            allowance,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, "future_timestamp");
+    }
+
+    #[test]
+    fn sent_at_makes_the_check_immune_to_client_clock_skew() {
+        // The client's clock is an hour ahead; relative to its own clock the event is past.
+        let e = event("2023-01-01T10:15:20Z", Some("2023-01-01T10:15:27Z"));
+        assert!(check_not_in_future(&e, RECEIVED, 5_000_000).is_ok());
+        let e = event("2023-01-01T10:15:40Z", Some("2023-01-01T10:15:27Z"));
+        assert!(check_not_in_future(&e, RECEIVED, 5_000_000).is_err());
+    }
+}

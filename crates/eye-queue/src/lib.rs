@@ -1,0 +1,52 @@
+//! The durable queue between the API and the workers.
+//!
+//! [`Queue`] is the interface: `enqueue` returns only once the messages are durable,
+//! `fetch` hands them to a worker in order, `ack` tells the queue a worker has committed
+//! them. Delivery is at least once: a message fetched and not acknowledged before a
+//! crash is delivered again, so consumers must be idempotent (the store keys events by
+//! their id). The embedded implementation lives in [`embedded`]; a distributed one can
+//! fill the same trait.
+
+use std::time::Duration;
+
+pub mod embedded;
+
+pub use embedded::EmbeddedQueue;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue storage failed: {0}")]
+    Storage(#[from] rusqlite::Error),
+    #[error("the queue cannot write: {0}")]
+    Unavailable(String),
+    #[error("the queue is shutting down")]
+    Closed,
+    #[error("queue IO failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T> = std::result::Result<T, QueueError>;
+
+/// One message handed to a worker.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Position in the queue; acknowledging it acknowledges everything before it.
+    pub seq: u64,
+    pub payload: Vec<u8>,
+}
+
+#[async_trait::async_trait]
+pub trait Queue: Send + Sync + 'static {
+    /// Appends `payloads` and returns once they are durable.
+    async fn enqueue(&self, payloads: Vec<Vec<u8>>) -> Result<()>;
+
+    /// Returns up to `max` messages after the last fetched one, waiting up to `wait`
+    /// for the first to arrive. An empty vector means nothing arrived in time.
+    async fn fetch(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>>;
+
+    /// Acknowledges `deliveries` once their effects are committed.
+    async fn ack(&self, deliveries: &[Delivery]) -> Result<()>;
+
+    /// Messages enqueued and not yet acknowledged.
+    fn depth(&self) -> u64;
+}

@@ -1,0 +1,100 @@
+//! Settings: defaults, then an optional `eye.toml`, then `EYE_*` variables, then flags.
+//! The binary resolves flags and variables (clap reads both); this module owns the
+//! defaults, the file format and the checks, so every entry point shares them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Where the embedded store and queue keep their files.
+    pub data_dir: PathBuf,
+    /// Most events in one ingest request.
+    pub max_batch_events: usize,
+    /// Largest ingest body, in bytes, after decompression.
+    pub max_body_bytes: usize,
+    /// How far in the future (milliseconds) a timestamp may be before it is an error.
+    pub clock_skew_ms: u64,
+    /// Most events waiting in the queue; beyond it ingest answers 503.
+    pub queue_max_depth: u64,
+    /// Most events the worker stores in one transaction.
+    pub worker_batch_size: usize,
+    /// How long a graceful shutdown may take (milliseconds) before the process exits.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            data_dir: PathBuf::from("./eye-data"),
+            max_batch_events: 1_000,
+            max_body_bytes: 1024 * 1024,
+            clock_skew_ms: 5_000,
+            queue_max_depth: 1_000_000,
+            worker_batch_size: 1_000,
+            shutdown_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Settings {
+    /// Reads `path` when given (it must exist), or `./eye.toml` when present.
+    pub fn from_file(path: Option<&Path>) -> anyhow::Result<Settings> {
+        let (path, required) = match path {
+            Some(path) => (path.to_path_buf(), true),
+            None => (PathBuf::from("eye.toml"), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Settings::default());
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Refuses settings that cannot work, naming the setting to change.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.max_batch_events == 0 {
+            bail!("max_batch_events (EYE_MAX_BATCH_EVENTS) must be at least 1");
+        }
+        if self.max_body_bytes < 1024 {
+            bail!("max_body_bytes (EYE_MAX_BODY_BYTES) must be at least 1024");
+        }
+        if self.worker_batch_size == 0 {
+            bail!("worker_batch_size (EYE_WORKER_BATCH_SIZE) must be at least 1");
+        }
+        if self.queue_max_depth == 0 {
+            bail!("queue_max_depth (EYE_QUEUE_MAX_DEPTH) must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_overrides_defaults_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("eye.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nclock_skew_ms = 1\n").unwrap();
+        let settings = Settings::from_file(Some(&path)).unwrap();
+        assert_eq!(settings.listen.port(), 9000);
+        assert_eq!(settings.clock_skew_ms, 1);
+        assert_eq!(settings.max_batch_events, 1_000);
+
+        std::fs::write(&path, "listne = \"127.0.0.1:9000\"\n").unwrap();
+        let error = format!("{:#}", Settings::from_file(Some(&path)).unwrap_err());
+        assert!(error.contains("listne"), "{error}");
+        assert!(Settings::from_file(Some(&dir.path().join("missing.toml"))).is_err());
+    }
+}

@@ -1,0 +1,8 @@
+//! HTTP handlers, one module per resource.
+
+pub mod errors;
+pub mod events;
+pub mod health;
+pub mod ingest;
+pub mod params;
+pub mod sessions;

@@ -1,0 +1,141 @@
+//! Building and running the server: open the store and the queue, start the worker,
+//! bind the listener, serve until a shutdown signal, then stop in order (stop taking
+//! requests, finish those in flight, drain the queue into the store, close the queue).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::{get, post};
+use eye_queue::{EmbeddedQueue, Queue};
+use eye_store::{SqliteStore, Store};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::auth::Authenticator;
+use crate::config::Settings;
+use crate::error;
+use crate::routes::{errors, events, health, ingest, sessions};
+use crate::worker::Worker;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    pub auth: Arc<Authenticator>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/events",
+            post(ingest::ingest_events).get(events::list_events),
+        )
+        .route(
+            "/events/",
+            post(ingest::ingest_events).get(events::list_events),
+        )
+        .route("/sessions/{id}", get(sessions::get_session))
+        .route("/errors", get(errors::list_errors))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(state)
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    queue: Arc<EmbeddedQueue>,
+    worker: Worker,
+}
+
+impl Application {
+    /// Opens the data directory (running migrations) and binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.check()?;
+        let data_dir = &settings.data_dir;
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(data_dir)
+                .with_context(|| format!("opening the store in {}", data_dir.display()))?,
+        );
+        let queue = Arc::new(
+            EmbeddedQueue::open(data_dir)
+                .with_context(|| format!("opening the queue in {}", data_dir.display()))?,
+        );
+        let listener = TcpListener::bind(settings.listen).await.with_context(|| {
+            format!(
+                "listening on {} (set --listen or EYE_LISTEN)",
+                settings.listen
+            )
+        })?;
+        let worker = Worker {
+            queue: queue.clone(),
+            store: store.clone(),
+            batch_size: settings.worker_batch_size,
+            clock_skew_micros: i64::try_from(settings.clock_skew_ms.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+        };
+        let state = AppState {
+            auth: Arc::new(Authenticator::new(store.clone())),
+            settings: Arc::new(settings),
+            store,
+            queue: queue.clone(),
+        };
+        Ok(Application {
+            listener,
+            state,
+            queue,
+            worker,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// Serves until `shutdown` completes, then stops gracefully within the configured
+    /// deadline.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            state,
+            queue,
+            worker,
+        } = self;
+        let deadline = Duration::from_millis(state.settings.shutdown_timeout_ms);
+        let (stop_worker, stop) = watch::channel(false);
+        let worker_task = tokio::spawn(worker.run_until_stopped(stop));
+
+        let app = router(state);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+
+        tracing::info!("HTTP stopped; draining the queue into the store");
+        let _ = stop_worker.send(true);
+        if tokio::time::timeout(deadline, worker_task).await.is_err() {
+            tracing::warn!(
+                ?deadline,
+                "the worker did not drain in time; queued events stay queued for the next start"
+            );
+        }
+        queue.close().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,139 @@
+//! The worker: takes messages from the queue in batches, validates them, writes each
+//! batch to the store in one transaction, and only then acknowledges it.
+//!
+//! Acknowledging after the commit makes delivery at-least-once; the store's unique
+//! event id makes storage exactly-once. A store failure is retried with backoff and the
+//! batch is kept, so nothing is acknowledged that is not stored.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use eye_core::validate::check_not_in_future;
+use eye_core::{Body, Envelope, Rejection};
+use eye_queue::{Delivery, Queue};
+use eye_store::{Processed, Store, WriteOutcome};
+use tokio::sync::watch;
+
+pub struct Worker {
+    pub queue: Arc<dyn Queue>,
+    pub store: Arc<dyn Store>,
+    pub batch_size: usize,
+    pub clock_skew_micros: i64,
+}
+
+/// What one step did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ExecutionOutcome {
+    EmptyQueue,
+    Processed(WriteOutcome),
+}
+
+impl Worker {
+    /// Processes batches until `stop` turns true, then drains what is already queued.
+    pub async fn run_until_stopped(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            tokio::select! {
+                _ = stop.changed() => {}
+                step = self.try_execute_task(Duration::from_millis(500)) => {
+                    if let Err(error) = step {
+                        tracing::error!(%error, "worker step failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        }
+        // Drain: events accepted before the stop are stored before the process exits.
+        while let Ok(ExecutionOutcome::Processed(_)) = self.try_execute_task(Duration::ZERO).await {
+        }
+    }
+
+    /// Fetches one batch (waiting up to `wait`), stores it and acknowledges it.
+    pub async fn try_execute_task(&self, wait: Duration) -> anyhow::Result<ExecutionOutcome> {
+        let deliveries = self.queue.fetch(self.batch_size, wait).await?;
+        if deliveries.is_empty() {
+            return Ok(ExecutionOutcome::EmptyQueue);
+        }
+        let batch = self.process(&deliveries);
+        let mut backoff = Duration::from_millis(50);
+        let outcome = loop {
+            match self.store.write(batch.clone()).await {
+                Ok(outcome) => break outcome,
+                Err(error) => {
+                    tracing::error!(%error, events = batch.len(), "store write failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        self.queue.ack(&deliveries).await?;
+        tracing::debug!(?outcome, "batch stored");
+        Ok(ExecutionOutcome::Processed(outcome))
+    }
+
+    fn process(&self, deliveries: &[Delivery]) -> Vec<Processed> {
+        let mut batch = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            let envelope = match Envelope::decode(&delivery.payload) {
+                Ok(envelope) => envelope,
+                Err(error) => {
+                    // Only a bug or a foreign writer can put this here; it has no app to
+                    // attribute it to, so it is logged loudly rather than stored.
+                    tracing::error!(%error, seq = delivery.seq, "undecodable queue message skipped");
+                    continue;
+                }
+            };
+            batch.push(self.validate(envelope));
+        }
+        batch
+    }
+
+    fn validate(&self, envelope: Envelope) -> Processed {
+        let Envelope {
+            id,
+            app_id,
+            received_at,
+            body,
+        } = envelope;
+        match body {
+            Body::Event(event) => {
+                match check_not_in_future(&event, received_at, self.clock_skew_micros) {
+                    Ok(()) => Processed::Event {
+                        id,
+                        app_id,
+                        received_at,
+                        event,
+                    },
+                    Err(rejection) => error_for(id, app_id, received_at, rejection, event),
+                }
+            }
+            Body::Rejected { rejection, raw } => Processed::Error {
+                id,
+                app_id,
+                received_at,
+                rejection,
+                raw: raw.get().to_owned(),
+                event: None,
+            },
+        }
+    }
+}
+
+fn error_for(
+    id: uuid::Uuid,
+    app_id: i64,
+    received_at: i64,
+    rejection: Rejection,
+    event: eye_core::IncomingEvent,
+) -> Processed {
+    Processed::Error {
+        id,
+        app_id,
+        received_at,
+        rejection,
+        raw: event.to_wire().to_string(),
+        event: Some(event),
+    }
+}

@@ -1,0 +1,501 @@
+//! The embedded store: SQLite in WAL mode in `eye.db` inside the data directory.
+//!
+//! One writer connection (the worker's batches and the management commands) and a
+//! small pool of reader connections, so that queries never wait for a write: WAL lets
+//! readers and the writer proceed at once. Every call runs on tokio's blocking pool.
+//! The CLI opens the same file while a server runs; SQLite's locking and a busy timeout
+//! make that safe.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use eye_core::Timestamp;
+use eye_core::auth::{Scope, TokenHash};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::{
+    App, Cursor, ErrorQuery, ErrorRecord, EventQuery, Order, Page, Processed, Result,
+    SessionSummary, Store, StoreError, StoredEvent, TokenGrant, WriteOutcome,
+};
+
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+
+/// Readers kept open between queries; more may be opened under load and are closed after.
+const IDLE_READERS: usize = 8;
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+fn connect(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit is on disk before the worker acknowledges the queue messages in it.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "cache_size", -32_768)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    // IMMEDIATE takes the write lock first, so two processes starting at once (a server
+    // and a CLI command) cannot both apply the same migration.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: usize = tx.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "the database is at schema version {version}, newer than this binary knows ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (index + 1) as i64)?;
+        tracing::info!(version = index + 1, "applied store migration");
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `dir/eye.db` and applies pending migrations.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("eye.db");
+        let mut writer = connect(&path)?;
+        migrate(&mut writer)?;
+        Ok(SqliteStore {
+            path,
+            writer: Arc::new(Mutex::new(writer)),
+            readers: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    async fn write_with<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let writer = Arc::clone(&self.writer);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = writer
+                .lock()
+                .map_err(|_| StoreError::Task("writer lock poisoned".into()))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    async fn read_with<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let readers = Arc::clone(&self.readers);
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().ok().and_then(|mut r| r.pop());
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => connect(&path)?,
+            };
+            let result = f(&conn);
+            if let Ok(mut idle) = readers.lock() {
+                if idle.len() < IDLE_READERS {
+                    idle.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+fn write_batch(conn: &mut Connection, batch: &[Processed]) -> Result<WriteOutcome> {
+    let mut outcome = WriteOutcome::default();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut insert_event = tx.prepare_cached(
+            "INSERT INTO events (id, app_id, client_id, session_id, category, name, data, ts, seq,
+                                 received_at, sent_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (id) DO NOTHING",
+        )?;
+        let mut upsert_session = tx.prepare_cached(
+            "INSERT INTO sessions (session_id, first_seen, last_seen, event_count)
+             VALUES (?1, ?2, ?2, 1)
+             ON CONFLICT (session_id) DO UPDATE SET
+                 first_seen = min(first_seen, excluded.first_seen),
+                 last_seen = max(last_seen, excluded.last_seen),
+                 event_count = event_count + 1",
+        )?;
+        let mut link_app = tx.prepare_cached(
+            "INSERT INTO session_apps (session_id, app_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        )?;
+        let mut insert_error = tx.prepare_cached(
+            "INSERT INTO errors (event_id, app_id, reason, message, field, raw, session_id, category,
+                                 name, received_at, recorded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (event_id) DO NOTHING",
+        )?;
+        let now = Timestamp::now().as_micros();
+        for processed in batch {
+            match processed {
+                Processed::Event {
+                    id,
+                    app_id,
+                    received_at,
+                    event,
+                } => {
+                    let data = serde_json::to_string(&event.data)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    let inserted = insert_event.execute(params![
+                        id.as_bytes(),
+                        app_id,
+                        event.client_id,
+                        event.session_id.as_str(),
+                        event.event_type.category,
+                        event.event_type.name,
+                        data,
+                        event.timestamp,
+                        event.seq.unwrap_or(0),
+                        received_at,
+                        event.sent_at,
+                    ])?;
+                    if inserted == 0 {
+                        outcome.duplicates += 1;
+                        continue;
+                    }
+                    upsert_session.execute(params![event.session_id.as_str(), event.timestamp])?;
+                    link_app.execute(params![event.session_id.as_str(), app_id])?;
+                    outcome.stored += 1;
+                }
+                Processed::Error {
+                    id,
+                    app_id,
+                    received_at,
+                    rejection,
+                    raw,
+                    event,
+                } => {
+                    outcome.errors += insert_error.execute(params![
+                        id.as_bytes(),
+                        app_id,
+                        rejection.code,
+                        rejection.message,
+                        rejection.field,
+                        raw,
+                        event.as_ref().map(|e| e.session_id.as_str()),
+                        event.as_ref().map(|e| e.event_type.category.as_str()),
+                        event.as_ref().map(|e| e.event_type.name.as_str()),
+                        received_at,
+                        now,
+                    ])? as u64;
+                }
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(outcome)
+}
+
+fn uuid_from(row: &Row<'_>, index: usize) -> rusqlite::Result<Uuid> {
+    let bytes: Vec<u8> = row.get(index)?;
+    Uuid::from_slice(&bytes).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Blob, Box::new(e))
+    })
+}
+
+fn raw_json(row: &Row<'_>, index: usize) -> rusqlite::Result<Box<RawValue>> {
+    let text: String = row.get(index)?;
+    RawValue::from_string(text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn timestamp(row: &Row<'_>, index: usize) -> rusqlite::Result<Timestamp> {
+    Ok(Timestamp::from_micros(row.get(index)?))
+}
+
+const EVENT_COLUMNS: &str =
+    "e.pk, e.id, e.session_id, e.category, e.name, e.data, e.ts, e.seq, a.name,
+     e.client_id, e.received_at, e.sent_at";
+
+fn event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
+    let pk: i64 = row.get(0)?;
+    let ts: i64 = row.get(6)?;
+    let seq: i64 = row.get(7)?;
+    Ok(StoredEvent {
+        id: uuid_from(row, 1)?,
+        session_id: row.get(2)?,
+        category: row.get(3)?,
+        name: row.get(4)?,
+        data: raw_json(row, 5)?,
+        timestamp: Timestamp::from_micros(ts),
+        seq,
+        app: row.get(8)?,
+        client_id: row.get(9)?,
+        received_at: timestamp(row, 10)?,
+        sent_at: row.get::<_, Option<i64>>(11)?.map(Timestamp::from_micros),
+        cursor: Cursor { ts, seq, pk },
+    })
+}
+
+fn query_events(conn: &Connection, query: &EventQuery) -> Result<Page<StoredEvent>> {
+    let mut sql =
+        format!("SELECT {EVENT_COLUMNS} FROM events e JOIN apps a ON a.id = e.app_id WHERE 1=1");
+    let mut args: Vec<SqlValue> = Vec::new();
+    let mut filter = |clause: &str, value: SqlValue| {
+        sql.push_str(" AND ");
+        sql.push_str(&clause.replace('?', &format!("?{}", args.len() + 1)));
+        args.push(value);
+    };
+    if let Some(session_id) = &query.session_id {
+        filter("e.session_id = ?", SqlValue::Text(session_id.clone()));
+    }
+    if let Some(category) = &query.category {
+        filter("e.category = ?", SqlValue::Text(category.clone()));
+    }
+    if let Some(name) = &query.name {
+        filter("e.name = ?", SqlValue::Text(name.clone()));
+    }
+    if let Some(from) = query.from {
+        filter("e.ts >= ?", SqlValue::Integer(from.as_micros()));
+    }
+    if let Some(to) = query.to {
+        filter("e.ts < ?", SqlValue::Integer(to.as_micros()));
+    }
+    let (compare, direction) = match query.order {
+        Order::Asc => (">", "ASC"),
+        Order::Desc => ("<", "DESC"),
+    };
+    if let Some(after) = query.after {
+        let n = args.len();
+        sql.push_str(&format!(
+            " AND (e.ts, e.seq, e.pk) {compare} (?{}, ?{}, ?{})",
+            n + 1,
+            n + 2,
+            n + 3
+        ));
+        args.extend([after.ts, after.seq, after.pk].map(SqlValue::Integer));
+    }
+    sql.push_str(&format!(
+        " ORDER BY e.ts {direction}, e.seq {direction}, e.pk {direction} LIMIT {}",
+        u64::from(query.limit) + 1
+    ));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut items = stmt
+        .query_map(rusqlite::params_from_iter(args), event_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let next = if items.len() > query.limit as usize {
+        items.truncate(query.limit as usize);
+        items.last().map(|e| e.cursor)
+    } else {
+        None
+    };
+    Ok(Page { items, next })
+}
+
+fn query_session(conn: &Connection, session_id: &str) -> Result<Option<SessionSummary>> {
+    let summary = conn
+        .query_row(
+            "SELECT session_id, first_seen, last_seen, event_count FROM sessions WHERE session_id = ?1",
+            [session_id],
+            |row| {
+                Ok(SessionSummary {
+                    session_id: row.get(0)?,
+                    first_seen: timestamp(row, 1)?,
+                    last_seen: timestamp(row, 2)?,
+                    event_count: row.get(3)?,
+                    apps: Vec::new(),
+                })
+            },
+        )
+        .optional()?;
+    let Some(mut summary) = summary else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT a.name FROM session_apps s JOIN apps a ON a.id = s.app_id
+         WHERE s.session_id = ?1 ORDER BY a.name",
+    )?;
+    summary.apps = stmt
+        .query_map([session_id], |row| row.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(Some(summary))
+}
+
+fn query_errors(conn: &Connection, query: &ErrorQuery) -> Result<Page<ErrorRecord>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT r.id, r.event_id, a.name, r.reason, r.message, r.field, r.raw, r.received_at,
+                r.recorded_at, r.status
+         FROM errors r JOIN apps a ON a.id = r.app_id
+         WHERE (?1 IS NULL OR r.reason = ?1) AND (?2 IS NULL OR r.id < ?2)
+         ORDER BY r.id DESC LIMIT ?3",
+    )?;
+    let mut items = stmt
+        .query_map(
+            params![query.reason, query.before_id, i64::from(query.limit) + 1],
+            |row| {
+                Ok(ErrorRecord {
+                    id: row.get(0)?,
+                    event_id: uuid_from(row, 1)?,
+                    app: row.get(2)?,
+                    reason: row.get(3)?,
+                    message: row.get(4)?,
+                    field: row.get(5)?,
+                    raw: raw_json(row, 6)?,
+                    received_at: timestamp(row, 7)?,
+                    recorded_at: timestamp(row, 8)?,
+                    status: row.get(9)?,
+                })
+            },
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let next = if items.len() > query.limit as usize {
+        items.truncate(query.limit as usize);
+        items.last().map(|e| Cursor {
+            ts: 0,
+            seq: 0,
+            pk: e.id,
+        })
+    } else {
+        None
+    };
+    Ok(Page { items, next })
+}
+
+fn app_from_row(row: &Row<'_>) -> rusqlite::Result<App> {
+    Ok(App {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        created_at: timestamp(row, 2)?,
+        revoked_at: row.get::<_, Option<i64>>(3)?.map(Timestamp::from_micros),
+    })
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn write(&self, batch: Vec<Processed>) -> Result<WriteOutcome> {
+        self.write_with(move |conn| write_batch(conn, &batch)).await
+    }
+
+    async fn events(&self, query: EventQuery) -> Result<Page<StoredEvent>> {
+        self.read_with(move |conn| query_events(conn, &query)).await
+    }
+
+    async fn session(&self, session_id: &str) -> Result<Option<SessionSummary>> {
+        let session_id = session_id.to_owned();
+        self.read_with(move |conn| query_session(conn, &session_id))
+            .await
+    }
+
+    async fn errors(&self, query: ErrorQuery) -> Result<Page<ErrorRecord>> {
+        self.read_with(move |conn| query_errors(conn, &query)).await
+    }
+
+    async fn authenticate(&self, hash: TokenHash) -> Result<Option<TokenGrant>> {
+        self.read_with(move |conn| {
+            let grant = conn
+                .prepare_cached(
+                    "SELECT t.id, t.scope, t.app_id FROM tokens t LEFT JOIN apps a ON a.id = t.app_id
+                     WHERE t.hash = ?1 AND t.revoked_at IS NULL AND a.revoked_at IS NULL",
+                )?
+                .query_row([&hash.0[..]], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, Option<i64>>(2)?))
+                })
+                .optional()?;
+            grant
+                .map(|(token_id, scope, app_id)| {
+                    let scope = Scope::parse(&scope)
+                        .ok_or_else(|| StoreError::Corrupt(format!("unknown token scope {scope:?}")))?;
+                    Ok(TokenGrant { token_id, scope, app_id })
+                })
+                .transpose()
+        })
+        .await
+    }
+
+    async fn create_app(&self, name: &str) -> Result<App> {
+        let name = name.to_owned();
+        self.write_with(move |conn| {
+            let now = Timestamp::now().as_micros();
+            let inserted = conn.execute(
+                "INSERT INTO apps (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                params![name, now],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::Conflict(format!("application {name:?}")));
+            }
+            Ok(App {
+                id: conn.last_insert_rowid(),
+                name,
+                created_at: Timestamp::from_micros(now),
+                revoked_at: None,
+            })
+        })
+        .await
+    }
+
+    async fn list_apps(&self) -> Result<Vec<App>> {
+        self.read_with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, name, created_at, revoked_at FROM apps ORDER BY name",
+            )?;
+            Ok(stmt
+                .query_map([], app_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn revoke_app(&self, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.write_with(move |conn| {
+            let now = Timestamp::now().as_micros();
+            let tx = conn.transaction()?;
+            let revoked = tx.execute(
+                "UPDATE apps SET revoked_at = coalesce(revoked_at, ?2) WHERE name = ?1",
+                params![name, now],
+            )?;
+            if revoked == 0 {
+                return Err(StoreError::NotFound(format!("application {name:?}")));
+            }
+            tx.execute(
+                "UPDATE tokens SET revoked_at = coalesce(revoked_at, ?2)
+                 WHERE app_id = (SELECT id FROM apps WHERE name = ?1)",
+                params![name, now],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_token(
+        &self,
+        hash: TokenHash,
+        scope: Scope,
+        app_id: Option<i64>,
+        label: Option<&str>,
+    ) -> Result<i64> {
+        let label = label.map(str::to_owned);
+        self.write_with(move |conn| {
+            conn.execute(
+                "INSERT INTO tokens (hash, scope, app_id, label, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![&hash.0[..], scope.as_str(), app_id, label, Timestamp::now().as_micros()],
+            )?;
+            Ok(conn.last_insert_rowid())
+        })
+        .await
+    }
+}

@@ -1,0 +1,278 @@
+//! `eye`: the command line. It parses flags and `EYE_*` variables (clap reads both,
+//! flags first), layers them over `eye.toml` and the defaults, and calls the crates
+//! that do the work. Secrets (new tokens) go alone to stdout; everything for humans
+//! goes to stderr, so `TOKEN=$(eye app create web)` just works.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use eye_core::auth::{Scope, TokenHash, generate_token};
+use eye_server::{Application, Settings};
+use eye_store::{SqliteStore, Store, StoreError};
+
+#[derive(Parser)]
+#[command(name = "eye", version, about = "The Eye: behavioural event collection")]
+struct Cli {
+    /// Configuration file (default: ./eye.toml when present).
+    #[arg(long, global = true, env = "EYE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory of the embedded store and queue [default: ./eye-data].
+    #[arg(long, global = true, env = "EYE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API and the worker in one process.
+    Serve(ServeArgs),
+    /// Apply pending store migrations and exit.
+    Migrate,
+    /// Manage applications (the senders of events).
+    #[command(subcommand)]
+    App(AppCommand),
+    /// Manage access tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8000].
+    #[arg(long, env = "EYE_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Most events in one ingest request [default: 1000].
+    #[arg(long, env = "EYE_MAX_BATCH_EVENTS")]
+    max_batch_events: Option<usize>,
+    /// Largest ingest body in bytes, after decompression [default: 1048576].
+    #[arg(long, env = "EYE_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    /// How far in the future a timestamp may be, in milliseconds [default: 5000].
+    #[arg(long, env = "EYE_CLOCK_SKEW_MS")]
+    clock_skew_ms: Option<u64>,
+    /// Most events waiting in the queue before ingest answers 503 [default: 1000000].
+    #[arg(long, env = "EYE_QUEUE_MAX_DEPTH")]
+    queue_max_depth: Option<u64>,
+    /// Most events the worker stores per transaction [default: 1000].
+    #[arg(long, env = "EYE_WORKER_BATCH_SIZE")]
+    worker_batch_size: Option<usize>,
+    /// Longest graceful shutdown, in milliseconds [default: 10000].
+    #[arg(long, env = "EYE_SHUTDOWN_TIMEOUT_MS")]
+    shutdown_timeout_ms: Option<u64>,
+}
+
+#[derive(Subcommand)]
+enum AppCommand {
+    /// Register an application; prints its new ingest token alone on stdout.
+    Create { name: String },
+    /// List applications.
+    List,
+    /// Revoke an application and all its tokens.
+    Revoke { name: String },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token; prints it alone on stdout. It is shown only this once.
+    Create {
+        /// What the token may do: ingest, read or admin.
+        #[arg(long, value_parser = ["ingest", "read", "admin"])]
+        scope: String,
+        /// The application an ingest token sends for.
+        #[arg(long)]
+        app: Option<String>,
+        /// A note saying who or what holds the token.
+        #[arg(long)]
+        label: Option<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let quiet = !matches!(cli.command, Command::Serve(_));
+    init_logging(quiet);
+    let mut settings = Settings::from_file(cli.config.as_deref())?;
+    if let Some(dir) = cli.data_dir {
+        settings.data_dir = dir;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(apply(settings, args)).await,
+            Command::Migrate => {
+                SqliteStore::open(&settings.data_dir)?;
+                eprintln!("store in {} is up to date", settings.data_dir.display());
+                Ok(())
+            }
+            Command::App(command) => app(&settings, command).await,
+            Command::Token(command) => token(&settings, command).await,
+        }
+    })
+}
+
+fn init_logging(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EYE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn apply(mut settings: Settings, args: ServeArgs) -> Settings {
+    let ServeArgs {
+        listen,
+        max_batch_events,
+        max_body_bytes,
+        clock_skew_ms,
+        queue_max_depth,
+        worker_batch_size,
+        shutdown_timeout_ms,
+    } = args;
+    settings.listen = listen.unwrap_or(settings.listen);
+    settings.max_batch_events = max_batch_events.unwrap_or(settings.max_batch_events);
+    settings.max_body_bytes = max_body_bytes.unwrap_or(settings.max_body_bytes);
+    settings.clock_skew_ms = clock_skew_ms.unwrap_or(settings.clock_skew_ms);
+    settings.queue_max_depth = queue_max_depth.unwrap_or(settings.queue_max_depth);
+    settings.worker_batch_size = worker_batch_size.unwrap_or(settings.worker_batch_size);
+    settings.shutdown_timeout_ms = shutdown_timeout_ms.unwrap_or(settings.shutdown_timeout_ms);
+    settings
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let deadline = std::time::Duration::from_millis(settings.shutdown_timeout_ms);
+    let app = Application::build(settings).await?;
+    // Tests and scripts read this line to find the port when listening on port 0.
+    eprintln!("eye: listening on http://{}", app.local_addr());
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested");
+        let _ = signalled_tx.send(());
+    };
+    let mut run = tokio::spawn(app.run_until_stopped(shutdown));
+    tokio::select! {
+        result = &mut run => return result.context("server task")?,
+        _ = signalled_rx => {}
+    }
+    // Once a signal has come, the whole graceful shutdown gets `deadline`.
+    match tokio::time::timeout(deadline, run).await {
+        Ok(result) => result.context("server task")?,
+        Err(_) => {
+            tracing::warn!(
+                ?deadline,
+                "graceful shutdown took too long; exiting with work still queued"
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    let store = SqliteStore::open(&settings.data_dir)
+        .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
+    Ok(Arc::new(store))
+}
+
+async fn app(settings: &Settings, command: AppCommand) -> anyhow::Result<()> {
+    let store = open_store(settings)?;
+    match command {
+        AppCommand::Create { name } => {
+            if name.trim().is_empty() || name.len() > 128 {
+                bail!("an application name must be 1 to 128 bytes long");
+            }
+            let app = match store.create_app(&name).await {
+                Err(StoreError::Conflict(_)) => {
+                    bail!("an application named {name:?} already exists")
+                }
+                other => other?,
+            };
+            let token = generate_token(Scope::Ingest)?;
+            store
+                .create_token(
+                    TokenHash::of(&token),
+                    Scope::Ingest,
+                    Some(app.id),
+                    Some(&name),
+                )
+                .await?;
+            eprintln!("created application {name:?}; its ingest token (shown only once):");
+            println!("{token}");
+        }
+        AppCommand::List => {
+            for app in store.list_apps().await? {
+                let status = match app.revoked_at {
+                    Some(at) => format!("revoked {at}"),
+                    None => "active".to_owned(),
+                };
+                println!(
+                    "{}\t{}\tcreated {}\t{status}",
+                    app.id, app.name, app.created_at
+                );
+            }
+        }
+        AppCommand::Revoke { name } => {
+            store.revoke_app(&name).await.map_err(|e| match e {
+                StoreError::NotFound(_) => anyhow::anyhow!("no application named {name:?}"),
+                other => other.into(),
+            })?;
+            eprintln!("revoked application {name:?} and its tokens");
+        }
+    }
+    Ok(())
+}
+
+async fn token(settings: &Settings, command: TokenCommand) -> anyhow::Result<()> {
+    let store = open_store(settings)?;
+    match command {
+        TokenCommand::Create { scope, app, label } => {
+            let scope = Scope::parse(&scope).context("unknown scope")?;
+            let app_id = match (scope, app) {
+                (Scope::Ingest, None) => bail!("an ingest token needs --app NAME"),
+                (Scope::Ingest, Some(name)) => {
+                    let apps = store.list_apps().await?;
+                    let app = apps
+                        .into_iter()
+                        .find(|a| a.name == name)
+                        .with_context(|| format!("no application named {name:?}"))?;
+                    if app.revoked_at.is_some() {
+                        bail!("application {name:?} is revoked");
+                    }
+                    Some(app.id)
+                }
+                (_, Some(_)) => bail!("only ingest tokens belong to an application; drop --app"),
+                (_, None) => None,
+            };
+            let token = generate_token(scope)?;
+            store
+                .create_token(TokenHash::of(&token), scope, app_id, label.as_deref())
+                .await?;
+            eprintln!("created a {} token (shown only once):", scope.as_str());
+            println!("{token}");
+        }
+    }
+    Ok(())
+}
