@@ -21,6 +21,9 @@ use crate::{Delivery, Queue, QueueError, Result};
 /// Most messages written by one commit; bounds the writer's memory and latency.
 const MAX_GROUP: usize = 20_000;
 
+/// Payloads waiting for the next commit, with the channel that reports it done.
+type Pending = (Vec<Vec<u8>>, oneshot::Sender<Result<()>>);
+
 enum Request {
     Enqueue {
         payloads: Vec<Vec<u8>>,
@@ -108,7 +111,7 @@ fn write_until_closed(
 ) {
     let mut deleted_up_to = 0u64;
     let mut ack_to = 0u64;
-    let mut group: Vec<(Vec<Vec<u8>>, oneshot::Sender<Result<()>>)> = Vec::new();
+    let mut group: Vec<Pending> = Vec::new();
     let mut shutting_down = false;
     while !shutting_down {
         let Some(first) = inbox.blocking_recv() else {
@@ -161,7 +164,7 @@ fn write_until_closed(
 /// Writes one group in one transaction (one fsync) and returns the newest seq.
 fn commit_group(
     conn: &mut Connection,
-    group: &[(Vec<Vec<u8>>, oneshot::Sender<Result<()>>)],
+    group: &[Pending],
     delete_up_to: Option<u64>,
 ) -> rusqlite::Result<Option<u64>> {
     let tx = conn.transaction()?;

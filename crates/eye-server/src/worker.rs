@@ -31,18 +31,20 @@ pub enum ExecutionOutcome {
 impl Worker {
     /// Processes batches until `stop` turns true, then drains what is already queued.
     pub async fn run_until_stopped(self, mut stop: watch::Receiver<bool>) {
-        loop {
-            if *stop.borrow() {
-                break;
-            }
-            tokio::select! {
-                _ = stop.changed() => {}
-                step = self.try_execute_task(Duration::from_millis(500)) => {
-                    if let Err(error) = step {
-                        tracing::error!(%error, "worker step failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                }
+        while !*stop.borrow() {
+            // Only the wait for messages is interrupted by a stop: a batch once fetched
+            // is always stored and acknowledged, never abandoned half way.
+            let fetched = tokio::select! {
+                _ = stop.changed() => break,
+                fetched = self.queue.fetch(self.batch_size, Duration::from_millis(500)) => fetched,
+            };
+            let step = match fetched {
+                Ok(deliveries) => self.execute(deliveries).await,
+                Err(error) => Err(error.into()),
+            };
+            if let Err(error) = step {
+                tracing::error!(%error, "worker step failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
         // Drain: events accepted before the stop are stored before the process exits.
@@ -53,6 +55,10 @@ impl Worker {
     /// Fetches one batch (waiting up to `wait`), stores it and acknowledges it.
     pub async fn try_execute_task(&self, wait: Duration) -> anyhow::Result<ExecutionOutcome> {
         let deliveries = self.queue.fetch(self.batch_size, wait).await?;
+        self.execute(deliveries).await
+    }
+
+    async fn execute(&self, deliveries: Vec<Delivery>) -> anyhow::Result<ExecutionOutcome> {
         if deliveries.is_empty() {
             return Ok(ExecutionOutcome::EmptyQueue);
         }

@@ -108,10 +108,10 @@ impl SqliteStore {
                 None => connect(&path)?,
             };
             let result = f(&conn);
-            if let Ok(mut idle) = readers.lock() {
-                if idle.len() < IDLE_READERS {
-                    idle.push(conn);
-                }
+            if let Ok(mut idle) = readers.lock()
+                && idle.len() < IDLE_READERS
+            {
+                idle.push(conn);
             }
             result
         })

@@ -45,10 +45,10 @@ pub fn event_query(params: &Params, default_limit: u32) -> Result<EventQuery, Ap
     let session_id = params.text("session_id");
     let from = params.time("from")?;
     let to = params.time("to")?;
-    if let (Some(from), Some(to)) = (from, to) {
-        if from > to {
-            return Err(ApiError::bad_parameter("from", "`from` is later than `to`"));
-        }
+    if let (Some(from), Some(to)) = (from, to)
+        && from > to
+    {
+        return Err(ApiError::bad_parameter("from", "`from` is later than `to`"));
     }
     // A session's timeline reads naturally oldest first; anything else newest first.
     let order = match params.text("order").as_deref() {

@@ -83,18 +83,14 @@ pub async fn ingest_events(
     })?;
 
     let accepted = verdicts.iter().filter(|v| v.is_ok()).count();
-    if single {
-        if let Some(Err((rejection, error_id))) = verdicts.first() {
-            return Err(
-                ApiError::bad_request("invalid_event", rejection.message.clone()).with_details(
-                    json!({
-                        "reason": rejection.code,
-                        "field": rejection.field,
-                        "error_id": error_id,
-                    }),
-                ),
-            );
-        }
+    if single && let Some(Err((rejection, error_id))) = verdicts.first() {
+        return Err(
+            ApiError::bad_request("invalid_event", rejection.message.clone()).with_details(json!({
+                "reason": rejection.code,
+                "field": rejection.field,
+                "error_id": error_id,
+            })),
+        );
     }
     let results: Vec<Value> = verdicts
         .into_iter()

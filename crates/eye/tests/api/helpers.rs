@@ -1,0 +1,283 @@
+//! Starts the real `eye` binary on a random port with a temporary data directory and
+//! talks HTTP to it, as a client would.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_eye");
+
+/// Runs an `eye` command against `data_dir` and returns its stdout; fails on error.
+pub fn cli(data_dir: &Path, args: &[&str]) -> String {
+    let output = Command::new(BINARY)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .expect("running eye");
+    assert!(
+        output.status.success(),
+        "eye {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8 stdout")
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub data_dir: PathBuf,
+    pub ingest_token: String,
+    pub read_token: String,
+    pub client: reqwest::Client,
+    child: Option<Child>,
+    extra_args: Vec<String>,
+    _temp: tempfile::TempDir,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// Starts a server with extra `serve` flags, an application `web` and a read token.
+pub async fn spawn_app_with(extra_args: &[&str]) -> TestApp {
+    let temp = tempfile::tempdir().expect("temporary directory");
+    let data_dir = temp.path().join("data");
+    let ingest_token = cli(&data_dir, &["app", "create", "web"]).trim().to_owned();
+    let read_token = cli(&data_dir, &["token", "create", "--scope", "read"])
+        .trim()
+        .to_owned();
+    let mut app = TestApp {
+        address: String::new(),
+        data_dir,
+        ingest_token,
+        read_token,
+        client: reqwest::Client::new(),
+        child: None,
+        extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        _temp: temp,
+    };
+    app.start();
+    app
+}
+
+impl TestApp {
+    /// Starts (or restarts) the server process and waits until it listens.
+    pub fn start(&mut self) {
+        let mut child = Command::new(BINARY)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(&self.extra_args)
+            .env(
+                "EYE_LOG",
+                std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting eye serve");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(address) = line.strip_prefix("eye: listening on ")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(address.to_owned());
+                }
+                if std::env::var_os("TEST_LOG").is_some() {
+                    eprintln!("[eye] {line}");
+                }
+            }
+        });
+        self.address = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server did not report its address within 30 s");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill -9");
+            child.wait().expect("reaping the server");
+        }
+    }
+
+    /// SIGTERM, then waits for the exit; returns whether it exited by itself in time.
+    pub fn terminate(&mut self, within: Duration) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let pid = child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn post_events(&self, body: &Value) -> Response {
+        self.post_raw(
+            body.to_string().into_bytes(),
+            "application/json",
+            Some(&self.ingest_token),
+        )
+        .await
+    }
+
+    pub async fn post_raw(
+        &self,
+        body: Vec<u8>,
+        content_type: &str,
+        token: Option<&str>,
+    ) -> Response {
+        let mut request = self
+            .client
+            .post(self.url("/events"))
+            .header("Content-Type", content_type)
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("POST /events")
+    }
+
+    pub async fn get(&self, path_and_query: &str) -> Response {
+        self.get_as(path_and_query, &self.read_token).await
+    }
+
+    pub async fn get_as(&self, path_and_query: &str, token: &str) -> Response {
+        self.client
+            .get(self.url(path_and_query))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    pub async fn get_json(&self, path_and_query: &str) -> Value {
+        let response = self.get(path_and_query).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path_and_query}");
+        response.json().await.expect("JSON body")
+    }
+
+    /// Every stored event matching `query` (e.g. `session_id=s`), following cursors.
+    pub async fn all_events(&self, query: &str) -> Vec<Value> {
+        let mut events = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/events?{query}&limit=1000");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let page = self.get_json(&path).await;
+            events.extend(
+                page["events"]
+                    .as_array()
+                    .expect("events array")
+                    .iter()
+                    .cloned(),
+            );
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return events,
+            }
+        }
+    }
+
+    /// Every error record, newest first.
+    pub async fn all_errors(&self) -> Vec<Value> {
+        let page = self.get_json("/errors?limit=1000").await;
+        page["errors"].as_array().expect("errors array").clone()
+    }
+
+    /// Waits until the session holds `count` events, failing after `within`.
+    pub async fn wait_for_session_count(
+        &self,
+        session_id: &str,
+        count: i64,
+        within: Duration,
+    ) -> Value {
+        let path = format!("/sessions/{session_id}?limit=1");
+        wait_until(
+            within,
+            &format!("session {session_id} to hold {count} events"),
+            || async {
+                let response = self.get(&path).await;
+                if response.status() != StatusCode::OK {
+                    return None;
+                }
+                let body: Value = response.json().await.ok()?;
+                (body["event_count"].as_i64() == Some(count)).then_some(body)
+            },
+        )
+        .await
+    }
+
+    /// Waits until the error store holds at least `count` errors.
+    pub async fn wait_for_errors(&self, count: usize, within: Duration) -> Vec<Value> {
+        wait_until(within, &format!("{count} errors"), || async {
+            let errors = self.all_errors().await;
+            (errors.len() >= count).then_some(errors)
+        })
+        .await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `check` until it returns `Some`, panicking with `what` after `within`.
+pub async fn wait_until<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn event(session_id: &str, timestamp: &str) -> Value {
+    json!({
+        "session_id": session_id,
+        "category": "page interaction",
+        "name": "pageview",
+        "data": {"host": "www.example.com", "path": "/"},
+        "timestamp": timestamp,
+    })
+}
+
+pub const WAIT: Duration = Duration::from_secs(10);

@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `eye` binary, a temporary data directory, HTTP.
+
+mod bad_input;
+mod concurrency;
+mod crash;
+mod helpers;
+mod idempotency;
+mod ingest;
+mod query;
+mod tokens;
