@@ -1,12 +1,13 @@
 //! The Eye's server: HTTP API (`routes`), authentication (`auth`), the worker that
 //! moves events from the queue to the store (`worker`), configuration (`config`) and
-//! the wiring of all of it (`startup`). Only this crate knows HTTP.
+//! metrics (`telemetry`) and the wiring of all of it (`startup`). Only this crate knows HTTP.
 
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod routes;
 pub mod startup;
+pub mod telemetry;
 pub mod worker;
 
 pub use config::Settings;

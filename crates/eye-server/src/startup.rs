@@ -18,6 +18,7 @@ use crate::auth::Authenticator;
 use crate::config::Settings;
 use crate::error;
 use crate::routes::{errors, events, health, ingest, sessions};
+use crate::telemetry::{self, Metrics};
 use crate::worker::Worker;
 
 /// What every handler can reach.
@@ -27,6 +28,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub queue: Arc<dyn Queue>,
     pub auth: Arc<Authenticator>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -43,6 +45,8 @@ pub fn router(state: AppState) -> Router {
         .route("/errors", get(errors::list_errors))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(telemetry::render_metrics))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), telemetry::track_requests))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)
@@ -74,7 +78,9 @@ impl Application {
                 settings.listen
             )
         })?;
+        let metrics = Metrics::new();
         let worker = Worker {
+            metrics: metrics.clone(),
             queue: queue.clone(),
             store: store.clone(),
             batch_size: settings.worker_batch_size,
@@ -83,6 +89,7 @@ impl Application {
         };
         let state = AppState {
             auth: Arc::new(Authenticator::new(store.clone())),
+            metrics,
             settings: Arc::new(settings),
             store,
             queue: queue.clone(),

@@ -14,7 +14,10 @@ use eye_queue::{Delivery, Queue};
 use eye_store::{Processed, Store, WriteOutcome};
 use tokio::sync::watch;
 
+use crate::telemetry::Metrics;
+
 pub struct Worker {
+    pub metrics: Arc<Metrics>,
     pub queue: Arc<dyn Queue>,
     pub store: Arc<dyn Store>,
     pub batch_size: usize,
@@ -65,8 +68,12 @@ impl Worker {
         let batch = self.process(&deliveries);
         let mut backoff = Duration::from_millis(50);
         let outcome = loop {
+            let started = std::time::Instant::now();
             match self.store.write(batch.clone()).await {
-                Ok(outcome) => break outcome,
+                Ok(outcome) => {
+                    self.record(&batch, outcome, started.elapsed());
+                    break outcome;
+                }
                 Err(error) => {
                     tracing::error!(%error, events = batch.len(), "store write failed; retrying");
                     tokio::time::sleep(backoff).await;
@@ -77,6 +84,21 @@ impl Worker {
         self.queue.ack(&deliveries).await?;
         tracing::debug!(?outcome, "batch stored");
         Ok(ExecutionOutcome::Processed(outcome))
+    }
+
+    fn record(&self, batch: &[Processed], outcome: WriteOutcome, took: Duration) {
+        let metrics = &self.metrics;
+        metrics.events_stored.inc_by(outcome.stored);
+        metrics.events_duplicate.inc_by(outcome.duplicates);
+        metrics.errors_recorded.inc_by(outcome.errors);
+        metrics.worker_batch_events.observe(batch.len() as f64);
+        metrics.store_write_seconds.observe(took.as_secs_f64());
+        let now = eye_core::Timestamp::now().as_micros();
+        for processed in batch {
+            if let Processed::Event { received_at, .. } = processed {
+                metrics.event_lag_seconds.observe((now - received_at).max(0) as f64 / 1e6);
+            }
+        }
     }
 
     fn process(&self, deliveries: &[Delivery]) -> Vec<Processed> {

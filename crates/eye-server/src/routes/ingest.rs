@@ -83,6 +83,8 @@ pub async fn ingest_events(
     })?;
 
     let accepted = verdicts.iter().filter(|v| v.is_ok()).count();
+    state.metrics.events_accepted.inc_by(accepted as u64);
+    state.metrics.events_rejected.inc_by((verdicts.len() - accepted) as u64);
     if single && let Some(Err((rejection, error_id))) = verdicts.first() {
         return Err(
             ApiError::bad_request("invalid_event", rejection.message.clone()).with_details(json!({

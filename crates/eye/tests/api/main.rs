@@ -5,6 +5,7 @@ mod concurrency;
 mod crash;
 mod helpers;
 mod idempotency;
+mod metrics;
 mod ingest;
 mod query;
 mod tokens;

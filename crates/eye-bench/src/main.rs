@@ -1,0 +1,269 @@
+//! `eye-bench`: drives the real HTTP ingest path of `eye serve` on 127.0.0.1 for a
+//! bounded time, and the same load against a trivial server that parses and answers
+//! 202 without storing (the HTTP ceiling), in the same run, so that every figure is also
+//! a ratio. It reads the server's `/metrics` for stored counts and end-to-end lag, and
+//! its peak memory from `/proc`. It asserts nothing about speed; it fails only when the
+//! server loses events or accepts none.
+
+mod ceiling;
+mod load;
+mod server;
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::load::{LoadResult, LoadSpec, Pace};
+use crate::server::{ServerProcess, scrape};
+
+#[derive(Parser)]
+#[command(name = "eye-bench", about = "Benchmark The Eye's ingest path against the HTTP ceiling")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The `eye` binary to start [default: `eye` beside this binary].
+    #[arg(long)]
+    eye: Option<PathBuf>,
+    /// Scenarios to run, in order.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "single,batch,rate,sustained")]
+    scenarios: Vec<Scenario>,
+    /// Keep-alive connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Seconds of load per measurement.
+    #[arg(long, default_value_t = 20)]
+    duration: u64,
+    /// Events per request in the batch scenario.
+    #[arg(long, default_value_t = 100)]
+    batch_size: usize,
+    /// Requests per second in the fixed-rate scenario [default: half the ceiling's single-event rate].
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Seconds of load in the sustained scenario.
+    #[arg(long, default_value_t = 60)]
+    sustained_duration: u64,
+    /// Distinct sessions the events are spread over.
+    #[arg(long, default_value_t = 10_000)]
+    sessions: usize,
+    /// A quick run that only proves the benchmark works (2 s per measurement, 8 connections).
+    #[arg(long)]
+    smoke: bool,
+    /// Extra flags for `eye serve`, e.g. `--extra=--queue-max-depth=200000`.
+    #[arg(long, allow_hyphen_values = true)]
+    extra: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the trivial HTTP ceiling (used by the benchmark itself).
+    CeilingServer {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    Single,
+    Batch,
+    Rate,
+    Sustained,
+}
+
+struct Row {
+    scenario: String,
+    target: &'static str,
+    load: LoadResult,
+    ceiling_ratio: Option<f64>,
+    eye: Option<EyeFigures>,
+}
+
+struct EyeFigures {
+    lag_p50_ms: Option<f64>,
+    lag_p99_ms: Option<f64>,
+    stored_per_second: f64,
+    drained_after: Option<Duration>,
+    peak_memory_mb: Option<f64>,
+    lost: f64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if let Some(Command::CeilingServer { listen }) = cli.command {
+        return runtime.block_on(ceiling::serve(listen));
+    }
+    if cli.smoke {
+        cli.duration = 2;
+        cli.sustained_duration = 3;
+        cli.connections = cli.connections.min(8);
+        cli.batch_size = cli.batch_size.min(10);
+    }
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let eye = cli.eye.clone().unwrap_or_else(server::default_eye_binary);
+    if !eye.exists() {
+        bail!("{} not found; build it first (cargo build --release --workspace) or pass --eye", eye.display());
+    }
+    let mut rows: Vec<Row> = Vec::new();
+    let mut ceiling_single_rps = None;
+    let mut failures = Vec::new();
+    let duration = Duration::from_secs(cli.duration);
+    for scenario in &cli.scenarios {
+        let (label, events_per_body, pace, seconds, with_ceiling) = match scenario {
+            Scenario::Single => ("single event".to_owned(), 1, Pace::ClosedLoop, duration, true),
+            Scenario::Batch => (format!("batch of {}", cli.batch_size), cli.batch_size, Pace::ClosedLoop, duration, true),
+            Scenario::Rate => {
+                let rate = cli.rate.or(ceiling_single_rps.map(|r: f64| r / 2.0)).unwrap_or(10_000.0);
+                (format!("fixed rate {rate:.0}/s"), 1, Pace::FixedRate(rate), duration, false)
+            }
+            Scenario::Sustained => (
+                format!("sustained {} s", cli.sustained_duration),
+                1,
+                Pace::ClosedLoop,
+                Duration::from_secs(cli.sustained_duration),
+                false,
+            ),
+        };
+        let bodies = load::bodies(4096.min(200_000 / events_per_body).max(64), events_per_body, cli.sessions);
+        let mut ceiling_load = None;
+        if with_ceiling {
+            eprintln!("== {label}: HTTP ceiling, {} connections, {:?}", cli.connections, seconds);
+            let ceiling = ServerProcess::start_ceiling()?;
+            let spec = LoadSpec {
+                address: ceiling.address,
+                token: ceiling.token.clone(),
+                bodies: bodies.clone(),
+                events_per_body: events_per_body as u64,
+                connections: cli.connections,
+                duration: seconds,
+                pace,
+            };
+            let result = load::run(spec).await?;
+            ceiling.stop();
+            if *scenario == Scenario::Single {
+                ceiling_single_rps = Some(result.requests_per_second());
+            }
+            ceiling_load = Some(result);
+        }
+
+        eprintln!("== {label}: eye serve, {} connections, {:?}", cli.connections, seconds);
+        let server = ServerProcess::start_eye(&eye, &cli.extra)?;
+        let spec = LoadSpec {
+            address: server.address,
+            token: server.token.clone(),
+            bodies,
+            events_per_body: events_per_body as u64,
+            connections: cli.connections,
+            duration: seconds,
+            pace,
+        };
+        let load_started = Instant::now();
+        let result = load::run(spec).await?;
+        let load_ended = Instant::now();
+        let at_end = scrape(server.address).await?;
+        // Wait (bounded) for the worker to store everything that was accepted.
+        let mut drained_after = None;
+        let mut last = at_end.clone();
+        let drain_deadline = load_ended + Duration::from_secs(120);
+        while Instant::now() < drain_deadline {
+            last = scrape(server.address).await?;
+            if last.stored + last.errors >= last.accepted {
+                drained_after = Some(load_ended.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let stored_window = load_started.elapsed().as_secs_f64();
+        let figures = EyeFigures {
+            lag_p50_ms: last.lag_quantile_ms(0.5),
+            lag_p99_ms: last.lag_quantile_ms(0.99),
+            stored_per_second: last.stored / stored_window,
+            drained_after,
+            peak_memory_mb: server.peak_memory_bytes().map(|b| b as f64 / 1_048_576.0),
+            lost: (last.accepted - last.stored - last.errors).max(0.0),
+        };
+        server.stop();
+        if result.accepted_requests == 0 {
+            failures.push(format!("{label}: the server accepted nothing"));
+        }
+        if figures.drained_after.is_none() {
+            failures.push(format!("{label}: {} accepted events not stored within 120 s", figures.lost));
+        }
+        if (last.accepted - result.accepted_events as f64).abs() > 0.5 {
+            failures.push(format!(
+                "{label}: the server counted {} accepted events, the client {}",
+                last.accepted, result.accepted_events
+            ));
+        }
+        let ceiling_ratio = ceiling_load.as_ref().map(|c| result.events_per_second() / c.events_per_second());
+        if let Some(ceiling) = ceiling_load {
+            rows.push(Row { scenario: label.clone(), target: "ceiling", load: ceiling, ceiling_ratio: None, eye: None });
+        }
+        rows.push(Row { scenario: label, target: "eye", load: result, ceiling_ratio, eye: Some(figures) });
+    }
+    println!("{}", table(&rows, &cli));
+    if !failures.is_empty() {
+        bail!("benchmark failures:\n  {}", failures.join("\n  "));
+    }
+    Ok(())
+}
+
+fn table(rows: &[Row], cli: &Cli) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "connections: {}, sessions: {}, cores: {}",
+        cli.connections,
+        cli.sessions,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    out.push_str(
+        "\n| scenario | server | req/s | events/s | x ceiling | p50 ms | p99 ms | p99.9 ms | non-2xx | lag p50 ms | lag p99 ms | stored ev/s | drained after | peak RSS MB |\n",
+    );
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|\n");
+    for row in rows {
+        let load = &row.load;
+        let non_2xx = if load.non_2xx.is_empty() {
+            "0".to_owned()
+        } else {
+            load.non_2xx.iter().map(|(s, n)| format!("{s}: {n}")).collect::<Vec<_>>().join(", ")
+        };
+        let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_owned(), |v| format!("{v:.digits$}"));
+        let (lag50, lag99, stored, drained, memory) = match &row.eye {
+            Some(e) => (
+                opt(e.lag_p50_ms, 1),
+                opt(e.lag_p99_ms, 1),
+                format!("{:.0}", e.stored_per_second),
+                e.drained_after.map_or("not drained".to_owned(), |d| format!("{:.2} s", d.as_secs_f64())),
+                opt(e.peak_memory_mb, 0),
+            ),
+            None => ("-".into(), "-".into(), "-".into(), "-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} |",
+            row.scenario,
+            row.target,
+            load.requests_per_second(),
+            load.events_per_second(),
+            opt(row.ceiling_ratio, 2),
+            load.percentile_ms(0.5),
+            load.percentile_ms(0.99),
+            load.percentile_ms(0.999),
+            non_2xx,
+            lag50,
+            lag99,
+            stored,
+            drained,
+            memory,
+        );
+    }
+    out
+}

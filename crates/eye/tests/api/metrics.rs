@@ -1,0 +1,40 @@
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{WAIT, event, spawn_app, wait_until};
+
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let (metric, value) = line.rsplit_once(' ')?;
+        (metric == name).then(|| value.parse().ok()).flatten()
+    })
+}
+
+#[tokio::test]
+async fn metrics_count_accepted_rejected_stored_and_recorded_events() {
+    let app = spawn_app().await;
+    let batch = json!([
+        event("m", "2023-01-01T00:00:01Z"),
+        event("m", "2023-01-01T00:00:02Z"),
+        {"session_id": "m"},
+    ]);
+    assert_eq!(app.post_events(&batch).await.status(), StatusCode::ACCEPTED);
+    let text = wait_until(WAIT, "stored and recorded counts", || async {
+        let text = app.client.get(app.url("/metrics")).send().await.ok()?.text().await.ok()?;
+        let stored = sample(&text, "eye_events_stored_total")?;
+        let recorded = sample(&text, "eye_errors_recorded_total")?;
+        (stored == 2.0 && recorded == 1.0).then_some(text)
+    })
+    .await;
+    assert_eq!(sample(&text, "eye_events_accepted_total"), Some(2.0));
+    assert_eq!(sample(&text, "eye_events_rejected_total"), Some(1.0));
+    assert_eq!(sample(&text, "eye_queue_depth"), Some(0.0));
+    assert!(sample(&text, "eye_process_resident_memory_bytes").unwrap() > 1e6);
+    assert!(
+        text.lines().any(|l| l.starts_with("eye_http_request_duration_seconds_count{")
+            && l.contains("route=\"/events\"")
+            && l.contains("status=\"202\"")),
+        "request histogram by route and status:\n{text}"
+    );
+    assert!(sample(&text, "eye_event_lag_seconds_count").unwrap() >= 2.0);
+}
