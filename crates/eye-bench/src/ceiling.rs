@@ -15,8 +15,14 @@ async fn accept(headers: HeaderMap, body: Bytes) -> Response {
         return StatusCode::UNAUTHORIZED.into_response();
     }
     match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Array(events)) => (StatusCode::ACCEPTED, axum::Json(json!({"accepted": events.len()}))).into_response(),
-        Ok(Value::Object(_)) => (StatusCode::ACCEPTED, axum::Json(json!({"accepted": 1}))).into_response(),
+        Ok(Value::Array(events)) => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"accepted": events.len()})),
+        )
+            .into_response(),
+        Ok(Value::Object(_)) => {
+            (StatusCode::ACCEPTED, axum::Json(json!({"accepted": 1}))).into_response()
+        }
         _ => StatusCode::BAD_REQUEST.into_response(),
     }
 }

@@ -91,14 +91,19 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<LoadResult> {
         for (status, count) in connection.non_2xx {
             *result.non_2xx.entry(status).or_default() += count;
         }
-        result.latency.add(&connection.latency).context("merging histograms")?;
+        result
+            .latency
+            .add(&connection.latency)
+            .context("merging histograms")?;
     }
     result.elapsed = started.elapsed();
     result.accepted_events = result.accepted_requests * spec.events_per_body;
     Ok(result)
 }
 
-async fn connect(address: SocketAddr) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+async fn connect(
+    address: SocketAddr,
+) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
     let stream = TcpStream::connect(address).await.context("connecting")?;
     stream.set_nodelay(true)?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;

@@ -21,7 +21,10 @@ use crate::load::{LoadResult, LoadSpec, Pace};
 use crate::server::{ServerProcess, scrape};
 
 #[derive(Parser)]
-#[command(name = "eye-bench", about = "Benchmark The Eye's ingest path against the HTTP ceiling")]
+#[command(
+    name = "eye-bench",
+    about = "Benchmark The Eye's ingest path against the HTTP ceiling"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -29,7 +32,12 @@ struct Cli {
     #[arg(long)]
     eye: Option<PathBuf>,
     /// Scenarios to run, in order.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "single,batch,rate,sustained")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "single,batch,rate,sustained"
+    )]
     scenarios: Vec<Scenario>,
     /// Keep-alive connections.
     #[arg(long, default_value_t = 64)]
@@ -93,7 +101,9 @@ struct EyeFigures {
 
 fn main() -> anyhow::Result<()> {
     let mut cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     if let Some(Command::CeilingServer { listen }) = cli.command {
         return runtime.block_on(ceiling::serve(listen));
     }
@@ -109,7 +119,10 @@ fn main() -> anyhow::Result<()> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let eye = cli.eye.clone().unwrap_or_else(server::default_eye_binary);
     if !eye.exists() {
-        bail!("{} not found; build it first (cargo build --release --workspace) or pass --eye", eye.display());
+        bail!(
+            "{} not found; build it first (cargo build --release --workspace) or pass --eye",
+            eye.display()
+        );
     }
     let mut rows: Vec<Row> = Vec::new();
     let mut ceiling_single_rps = None;
@@ -117,11 +130,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let duration = Duration::from_secs(cli.duration);
     for scenario in &cli.scenarios {
         let (label, events_per_body, pace, seconds, with_ceiling) = match scenario {
-            Scenario::Single => ("single event".to_owned(), 1, Pace::ClosedLoop, duration, true),
-            Scenario::Batch => (format!("batch of {}", cli.batch_size), cli.batch_size, Pace::ClosedLoop, duration, true),
+            Scenario::Single => (
+                "single event".to_owned(),
+                1,
+                Pace::ClosedLoop,
+                duration,
+                true,
+            ),
+            Scenario::Batch => (
+                format!("batch of {}", cli.batch_size),
+                cli.batch_size,
+                Pace::ClosedLoop,
+                duration,
+                true,
+            ),
             Scenario::Rate => {
-                let rate = cli.rate.or(ceiling_single_rps.map(|r: f64| r / 2.0)).unwrap_or(10_000.0);
-                (format!("fixed rate {rate:.0}/s"), 1, Pace::FixedRate(rate), duration, false)
+                let rate = cli
+                    .rate
+                    .or(ceiling_single_rps.map(|r: f64| r / 2.0))
+                    .unwrap_or(10_000.0);
+                (
+                    format!("fixed rate {rate:.0}/s"),
+                    1,
+                    Pace::FixedRate(rate),
+                    duration,
+                    false,
+                )
             }
             Scenario::Sustained => (
                 format!("sustained {} s", cli.sustained_duration),
@@ -131,10 +165,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 false,
             ),
         };
-        let bodies = load::bodies(4096.min(200_000 / events_per_body).max(64), events_per_body, cli.sessions);
+        let bodies = load::bodies(
+            4096.min(200_000 / events_per_body).max(64),
+            events_per_body,
+            cli.sessions,
+        );
         let mut ceiling_load = None;
         if with_ceiling {
-            eprintln!("== {label}: HTTP ceiling, {} connections, {:?}", cli.connections, seconds);
+            eprintln!(
+                "== {label}: HTTP ceiling, {} connections, {:?}",
+                cli.connections, seconds
+            );
             let ceiling = ServerProcess::start_ceiling()?;
             let spec = LoadSpec {
                 address: ceiling.address,
@@ -153,7 +194,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ceiling_load = Some(result);
         }
 
-        eprintln!("== {label}: eye serve, {} connections, {:?}", cli.connections, seconds);
+        eprintln!(
+            "== {label}: eye serve, {} connections, {:?}",
+            cli.connections, seconds
+        );
         let server = ServerProcess::start_eye(&eye, &cli.extra)?;
         let spec = LoadSpec {
             address: server.address,
@@ -194,7 +238,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             failures.push(format!("{label}: the server accepted nothing"));
         }
         if figures.drained_after.is_none() {
-            failures.push(format!("{label}: {} accepted events not stored within 120 s", figures.lost));
+            failures.push(format!(
+                "{label}: {} accepted events not stored within 120 s",
+                figures.lost
+            ));
         }
         if (last.accepted - result.accepted_events as f64).abs() > 0.5 {
             failures.push(format!(
@@ -202,11 +249,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 last.accepted, result.accepted_events
             ));
         }
-        let ceiling_ratio = ceiling_load.as_ref().map(|c| result.events_per_second() / c.events_per_second());
+        let ceiling_ratio = ceiling_load
+            .as_ref()
+            .map(|c| result.events_per_second() / c.events_per_second());
         if let Some(ceiling) = ceiling_load {
-            rows.push(Row { scenario: label.clone(), target: "ceiling", load: ceiling, ceiling_ratio: None, eye: None });
+            rows.push(Row {
+                scenario: label.clone(),
+                target: "ceiling",
+                load: ceiling,
+                ceiling_ratio: None,
+                eye: None,
+            });
         }
-        rows.push(Row { scenario: label, target: "eye", load: result, ceiling_ratio, eye: Some(figures) });
+        rows.push(Row {
+            scenario: label,
+            target: "eye",
+            load: result,
+            ceiling_ratio,
+            eye: Some(figures),
+        });
     }
     println!("{}", table(&rows, &cli));
     if !failures.is_empty() {
@@ -233,15 +294,22 @@ fn table(rows: &[Row], cli: &Cli) -> String {
         let non_2xx = if load.non_2xx.is_empty() {
             "0".to_owned()
         } else {
-            load.non_2xx.iter().map(|(s, n)| format!("{s}: {n}")).collect::<Vec<_>>().join(", ")
+            load.non_2xx
+                .iter()
+                .map(|(s, n)| format!("{s}: {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
-        let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_owned(), |v| format!("{v:.digits$}"));
+        let opt =
+            |v: Option<f64>, digits: usize| v.map_or("-".to_owned(), |v| format!("{v:.digits$}"));
         let (lag50, lag99, stored, drained, memory) = match &row.eye {
             Some(e) => (
                 opt(e.lag_p50_ms, 1),
                 opt(e.lag_p99_ms, 1),
                 format!("{:.0}", e.stored_per_second),
-                e.drained_after.map_or("not drained".to_owned(), |d| format!("{:.2} s", d.as_secs_f64())),
+                e.drained_after.map_or("not drained".to_owned(), |d| {
+                    format!("{:.2} s", d.as_secs_f64())
+                }),
                 opt(e.peak_memory_mb, 0),
             ),
             None => ("-".into(), "-".into(), "-".into(), "-".into(), "-".into()),

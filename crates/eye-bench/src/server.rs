@@ -28,7 +28,10 @@ impl ServerProcess {
             .output()
             .with_context(|| format!("running {}", eye.display()))?;
         if !output.status.success() {
-            bail!("eye app create failed: {}", String::from_utf8_lossy(&output.stderr));
+            bail!(
+                "eye app create failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
         let token = String::from_utf8(output.stdout)?.trim().to_owned();
         let mut command = Command::new(eye);
@@ -39,7 +42,12 @@ impl ServerProcess {
             .args(extra)
             .env("EYE_LOG", "warn");
         let (child, address) = spawn(command)?;
-        Ok(ServerProcess { child, address, token, _data: Some(data) })
+        Ok(ServerProcess {
+            child,
+            address,
+            token,
+            _data: Some(data),
+        })
     }
 
     /// Starts this binary's trivial ceiling server.
@@ -47,7 +55,12 @@ impl ServerProcess {
         let mut command = Command::new(std::env::current_exe()?);
         command.args(["ceiling-server", "--listen", "127.0.0.1:0"]);
         let (child, address) = spawn(command)?;
-        Ok(ServerProcess { child, address, token: "ceiling".into(), _data: None })
+        Ok(ServerProcess {
+            child,
+            address,
+            token: "ceiling".into(),
+            _data: None,
+        })
     }
 
     /// Peak resident memory (VmHWM) so far, in bytes.
@@ -65,7 +78,10 @@ impl ServerProcess {
 }
 
 fn spawn(mut command: Command) -> anyhow::Result<(Child, SocketAddr)> {
-    let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
     let stderr = child.stderr.take().context("piped stderr")?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -82,7 +98,9 @@ fn spawn(mut command: Command) -> anyhow::Result<(Child, SocketAddr)> {
             }
         }
     });
-    let address = rx.recv_timeout(Duration::from_secs(30)).context("the server did not start within 30 s")?;
+    let address = rx
+        .recv_timeout(Duration::from_secs(30))
+        .context("the server did not start within 30 s")?;
     Ok((child, address.parse()?))
 }
 
@@ -104,7 +122,10 @@ impl Scrape {
         if total == 0.0 {
             return None;
         }
-        self.lag_buckets.iter().find(|(_, count)| *count >= q * total).map(|(le, _)| le * 1000.0)
+        self.lag_buckets
+            .iter()
+            .find(|(_, count)| *count >= q * total)
+            .map(|(le, _)| le * 1000.0)
     }
 }
 
@@ -112,8 +133,12 @@ pub async fn scrape(address: SocketAddr) -> anyhow::Result<Scrape> {
     let text = http_get(address, "/metrics").await?;
     let mut scrape = Scrape::default();
     for line in text.lines() {
-        let Some((name, value)) = line.rsplit_once(' ') else { continue };
-        let Ok(value) = value.parse::<f64>() else { continue };
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
         match name {
             "eye_events_accepted_total" => scrape.accepted = value,
             "eye_events_stored_total" => scrape.stored = value,
@@ -122,7 +147,11 @@ pub async fn scrape(address: SocketAddr) -> anyhow::Result<Scrape> {
             _ => {
                 if let Some(rest) = name.strip_prefix("eye_event_lag_seconds_bucket{le=\"") {
                     let le = rest.trim_end_matches("\"}");
-                    let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::NAN) };
+                    let bound = if le == "+Inf" {
+                        f64::INFINITY
+                    } else {
+                        le.parse().unwrap_or(f64::NAN)
+                    };
                     scrape.lag_buckets.push((bound, value));
                 }
             }
@@ -134,10 +163,14 @@ pub async fn scrape(address: SocketAddr) -> anyhow::Result<Scrape> {
 async fn http_get(address: SocketAddr, path: &str) -> anyhow::Result<String> {
     use http_body_util::{BodyExt, Empty};
     let stream = tokio::net::TcpStream::connect(address).await?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(hyper_util::rt::TokioIo::new(stream)).await?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await?;
     tokio::spawn(connection);
-    let request = hyper::Request::get(path).header("host", "127.0.0.1").body(Empty::new())?;
+    let request = hyper::Request::get(path)
+        .header("host", "127.0.0.1")
+        .body(Empty::new())?;
     let response = sender.send_request(request).await?;
     let body = response.into_body().collect().await?.to_bytes();
     Ok(String::from_utf8_lossy(&body).into_owned())

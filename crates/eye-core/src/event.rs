@@ -3,8 +3,11 @@
 //! Parsing is strict and names the field at fault, so that a client learns exactly
 //! what to fix. Unknown top-level fields are refused rather than dropped: a client
 //! that sends `properties` instead of `data` would otherwise lose its payload silently.
+//! The parser borrows the request body and keeps `data` as the client's own JSON text,
+//! so an event's payload is never parsed into a tree or re-serialized on the ingest path.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::reason::Rejection;
 use crate::timestamp::Timestamp;
@@ -44,7 +47,7 @@ fn identifier(value: &str) -> Result<&str, &'static str> {
 }
 
 /// One event as the application sent it, with every field checked.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct IncomingEvent {
     /// The client's idempotency key, unique per application.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -52,12 +55,48 @@ pub struct IncomingEvent {
     pub session_id: SessionId,
     #[serde(flatten)]
     pub event_type: EventType,
-    pub data: Map<String, Value>,
+    /// The payload: a JSON object, as the client wrote it.
+    pub data: Box<RawValue>,
     pub timestamp: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<i64>,
+}
+
+impl PartialEq for IncomingEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.client_id == other.client_id
+            && self.session_id == other.session_id
+            && self.event_type == other.event_type
+            && self.data.get() == other.data.get()
+            && self.timestamp == other.timestamp
+            && self.sent_at == other.sent_at
+            && self.seq == other.seq
+    }
+}
+
+/// The wire shape, borrowed from the request body; every field is checked by hand so
+/// that each rejection can name its field and the reason.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireEvent<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    session_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    category: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    timestamp: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    sent_at: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    seq: Option<&'a RawValue>,
 }
 
 impl IncomingEvent {
@@ -68,7 +107,7 @@ impl IncomingEvent {
     /// The event in its wire form, as a client would send it (timestamps as RFC 3339),
     /// for the error store and for re-processing.
     pub fn to_wire(&self) -> Value {
-        let mut object = Map::new();
+        let mut object = serde_json::Map::new();
         if let Some(id) = &self.client_id {
             object.insert("id".into(), Value::String(id.clone()));
         }
@@ -81,7 +120,8 @@ impl IncomingEvent {
             Value::String(self.event_type.category.clone()),
         );
         object.insert("name".into(), Value::String(self.event_type.name.clone()));
-        object.insert("data".into(), Value::Object(self.data.clone()));
+        let data = serde_json::from_str(self.data.get()).unwrap_or(Value::Null);
+        object.insert("data".into(), data);
         object.insert(
             "timestamp".into(),
             Value::String(self.timestamp().to_string()),
@@ -99,59 +139,47 @@ impl IncomingEvent {
     }
 
     /// Parses one element of an ingest body.
-    pub fn parse(value: Value) -> Result<Self, Rejection> {
-        let Value::Object(mut object) = value else {
+    pub fn parse(raw: &RawValue) -> Result<Self, Rejection> {
+        // Checked first: serde would also read a JSON array as a struct, by position.
+        if !raw.get().starts_with('{') {
             return Err(Rejection::new(
                 "invalid_event",
                 "an event must be a JSON object",
                 None,
             ));
-        };
-        if let Some(unknown) = object.keys().find(|k| !KNOWN_FIELDS.contains(&k.as_str())) {
-            return Err(Rejection::new(
-                "unknown_field",
-                format!("unknown field `{unknown}`; the payload belongs in `data`"),
-                Some(unknown),
-            ));
         }
-        let session_id = required_str(&object, "session_id")?;
-        let session_id = SessionId::parse(session_id).map_err(|m| invalid("session_id", m))?;
-        let category = required_str(&object, "category")?;
-        let category = identifier(category).map_err(|m| invalid("category", m))?;
-        let name = required_str(&object, "name")?;
-        let name = identifier(name).map_err(|m| invalid("name", m))?;
-        let event_type = EventType {
-            category: category.to_owned(),
-            name: name.to_owned(),
-        };
-        let timestamp = parse_time(required_str(&object, "timestamp")?, "timestamp")?;
-        let sent_at = match object.get("sent_at") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(parse_time(s, "sent_at")?),
-            Some(_) => return Err(wrong_type("sent_at", "a string")),
-        };
-        let seq = match object.get("seq") {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => Some(
-                n.as_i64()
-                    .ok_or_else(|| invalid("seq", "must be an integer between -2^63 and 2^63-1"))?,
+        let wire: WireEvent<'_> = serde_json::from_str(raw.get()).map_err(shape_error)?;
+        let session_id = required_str(wire.session_id, "session_id")?;
+        let session_id = SessionId::parse(&session_id).map_err(|m| invalid("session_id", m))?;
+        let category = required_str(wire.category, "category")?;
+        identifier(&category).map_err(|m| invalid("category", m))?;
+        let name = required_str(wire.name, "name")?;
+        identifier(&name).map_err(|m| invalid("name", m))?;
+        let timestamp = parse_time(&required_str(wire.timestamp, "timestamp")?, "timestamp")?;
+        let sent_at = optional_str(wire.sent_at, "sent_at")?
+            .map(|s| parse_time(&s, "sent_at"))
+            .transpose()?;
+        let seq = match wire.seq {
+            None => None,
+            Some(raw) if starts_number(raw) => Some(
+                serde_json::from_str::<i64>(raw.get())
+                    .map_err(|_| invalid("seq", "must be an integer between -2^63 and 2^63-1"))?,
             ),
             Some(_) => return Err(wrong_type("seq", "an integer")),
         };
-        let client_id = match object.get("id") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(identifier(s).map_err(|m| invalid("id", m))?.to_owned()),
-            Some(_) => return Err(wrong_type("id", "a string")),
-        };
-        let data = match object.remove("data") {
-            None => Map::new(),
-            Some(Value::Object(map)) => map,
+        let client_id = optional_str(wire.id, "id")?;
+        if let Some(id) = &client_id {
+            identifier(id).map_err(|m| invalid("id", m))?;
+        }
+        let data = match wire.data {
+            None => empty_object(),
+            Some(raw) if raw.get().starts_with('{') => raw.to_owned(),
             Some(_) => return Err(wrong_type("data", "a JSON object")),
         };
         Ok(IncomingEvent {
             client_id,
             session_id,
-            event_type,
+            event_type: EventType { category, name },
             data,
             timestamp: timestamp.as_micros(),
             sent_at: sent_at.map(Timestamp::as_micros),
@@ -160,30 +188,56 @@ impl IncomingEvent {
     }
 }
 
-const KNOWN_FIELDS: [&str; 8] = [
-    "id",
-    "session_id",
-    "category",
-    "name",
-    "data",
-    "timestamp",
-    "sent_at",
-    "seq",
-];
+fn empty_object() -> Box<RawValue> {
+    RawValue::from_string("{}".to_owned()).expect("{} is JSON")
+}
 
-fn required_str<'a>(
-    object: &'a Map<String, Value>,
-    field: &'static str,
-) -> Result<&'a str, Rejection> {
-    match object.get(field) {
-        None | Some(Value::Null) => Err(Rejection::new(
+fn starts_number(raw: &RawValue) -> bool {
+    raw.get()
+        .starts_with(|c: char| c == '-' || c.is_ascii_digit())
+}
+
+/// Turns serde's refusal of the element's shape into a rejection naming the field.
+fn shape_error(error: serde_json::Error) -> Rejection {
+    let message = error.to_string();
+    let quoted = message.split('`').nth(1).map(str::to_owned);
+    if message.starts_with("unknown field") {
+        let field = quoted.unwrap_or_default();
+        Rejection::new(
+            "unknown_field",
+            format!("unknown field `{field}`; the payload belongs in `data`"),
+            Some(&field),
+        )
+    } else if message.starts_with("duplicate field") {
+        let field = quoted.unwrap_or_default();
+        Rejection::new(
+            "duplicate_field",
+            format!("field `{field}` appears more than once"),
+            Some(&field),
+        )
+    } else {
+        Rejection::new("invalid_event", "an event must be a JSON object", None)
+    }
+}
+
+fn optional_str(raw: Option<&RawValue>, field: &'static str) -> Result<Option<String>, Rejection> {
+    match raw {
+        None => Ok(None),
+        Some(raw) if raw.get().starts_with('"') => serde_json::from_str::<String>(raw.get())
+            .map(Some)
+            .map_err(|_| invalid(field, "is not a valid string")),
+        Some(_) => Err(wrong_type(field, "a string")),
+    }
+}
+
+fn required_str(raw: Option<&RawValue>, field: &'static str) -> Result<String, Rejection> {
+    optional_str(raw, field)?.ok_or_else(|| {
+        Rejection::new(
             "missing_field",
             format!("`{field}` is required"),
             Some(field),
-        )),
-        Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(wrong_type(field, "a string")),
-    }
+        )
+    })
 }
 
 fn parse_time(value: &str, field: &'static str) -> Result<Timestamp, Rejection> {
@@ -213,8 +267,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn parse(input: &Value) -> Result<IncomingEvent, Rejection> {
+        IncomingEvent::parse(&serde_json::value::to_raw_value(input).unwrap())
+    }
+
     fn check(input: Value, expect: Result<(), (&str, Option<&str>)>) {
-        let got = IncomingEvent::parse(input.clone());
+        let got = parse(&input);
         match (got, expect) {
             (Ok(_), Ok(())) => {}
             (Err(r), Err((code, field))) => {
@@ -244,10 +302,10 @@ mod tests {
 
     #[test]
     fn a_complete_event_parses_with_microseconds() {
-        let event = IncomingEvent::parse(with("seq", json!(3))).unwrap();
+        let event = parse(&with("seq", json!(3))).unwrap();
         assert_eq!(event.timestamp, 1_672_564_527_243_860);
         assert_eq!(event.seq, Some(3));
-        assert_eq!(event.data["path"], "/");
+        assert_eq!(event.data.get(), r#"{"host":"h","path":"/"}"#);
     }
 
     #[test]
@@ -255,18 +313,31 @@ mod tests {
         let mut input = with("seq", json!(3));
         input["id"] = json!("client-1");
         input["sent_at"] = json!("2023-01-01T09:15:28Z");
-        let event = IncomingEvent::parse(input).unwrap();
-        assert_eq!(IncomingEvent::parse(event.to_wire()).unwrap(), event);
+        let event = parse(&input).unwrap();
+        assert_eq!(parse(&event.to_wire()).unwrap(), event);
     }
 
     #[test]
     fn data_is_optional_and_defaults_to_an_empty_object() {
-        assert!(
-            IncomingEvent::parse(without("data"))
-                .unwrap()
-                .data
-                .is_empty()
-        );
+        assert!(parse(&without("data")).unwrap().data.get() == "{}");
+    }
+
+    #[test]
+    fn duplicate_top_level_fields_are_refused() {
+        let raw = RawValue::from_string(
+            r#"{"session_id":"a","session_id":"b","category":"c","name":"n","timestamp":"2023-01-01 00:00:00"}"#
+                .to_owned(),
+        )
+        .unwrap();
+        let rejection = IncomingEvent::parse(&raw).unwrap_err();
+        assert_eq!(rejection.code, "duplicate_field");
+        assert_eq!(rejection.field.as_deref(), Some("session_id"));
+    }
+
+    #[test]
+    fn escaped_strings_are_decoded() {
+        let event = parse(&with("name", json!("say \"hi\" \u{e9}"))).unwrap();
+        assert_eq!(event.event_type.name, "say \"hi\" é");
     }
 
     #[test]
@@ -322,6 +393,7 @@ mod tests {
             Err(("unknown_field", Some("properties"))),
         );
         check(json!([1, 2]), Err(("invalid_event", None)));
+        check(json!("event"), Err(("invalid_event", None)));
         check(with("id", json!("abc")), Ok(()));
     }
 }

@@ -3,7 +3,8 @@
 //! The API parses and checks an event's shape, gives it its id and the time it was
 //! received, and enqueues it. An element the API refused travels too, as a
 //! [`Body::Rejected`], so that the worker records it in the error store: nothing a
-//! client sent is silently dropped. The encoding is JSON, which any queue can carry.
+//! client sent is silently dropped. The encoding is JSON, which any queue can carry;
+//! the embedded queue carries all the envelopes of one request as one message.
 
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -32,11 +33,55 @@ pub enum Body {
 }
 
 impl Envelope {
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("an envelope always serializes")
+    /// Encodes the envelopes of one request as one queue message (a JSON array).
+    pub fn encode_all(envelopes: &[Envelope]) -> Vec<u8> {
+        serde_json::to_vec(envelopes).expect("envelopes always serialize")
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+    pub fn decode_all(bytes: &[u8]) -> Result<Vec<Self>, serde_json::Error> {
         serde_json::from_slice(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reason::Rejection;
+
+    #[test]
+    fn envelopes_round_trip_with_their_payload_text_intact() {
+        let raw = RawValue::from_string(
+            r#"{"session_id":"s","category":"c","name":"n","data":{"a": [1, 2]},"timestamp":"2023-01-01 00:00:00"}"#
+                .to_owned(),
+        )
+        .unwrap();
+        let event = IncomingEvent::parse(&raw).unwrap();
+        let envelopes = vec![
+            Envelope {
+                id: Uuid::now_v7(),
+                app_id: 1,
+                received_at: 5,
+                body: Body::Event(event.clone()),
+            },
+            Envelope {
+                id: Uuid::now_v7(),
+                app_id: 1,
+                received_at: 5,
+                body: Body::Rejected {
+                    rejection: Rejection::new("invalid_event", "no", None),
+                    raw: raw.clone(),
+                },
+            },
+        ];
+        let decoded = Envelope::decode_all(&Envelope::encode_all(&envelopes)).unwrap();
+        assert_eq!(decoded.len(), 2);
+        match &decoded[0].body {
+            Body::Event(e) => {
+                assert_eq!(*e, event);
+                assert_eq!(e.data.get(), r#"{"a": [1, 2]}"#);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&decoded[1].body, Body::Rejected { raw: r, .. } if r.get() == raw.get()));
     }
 }

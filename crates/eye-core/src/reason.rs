@@ -2,8 +2,12 @@
 //! at fault. The codes are part of the external contract (documented in `docs/`).
 
 /// Every reason code The Eye records, in one place.
-pub const REASON_CODES: [(&str, &str); 8] = [
+pub const REASON_CODES: [(&str, &str); 9] = [
     ("invalid_event", "the element is not a JSON object"),
+    (
+        "duplicate_field",
+        "a top-level field appears more than once",
+    ),
     (
         "unknown_field",
         "a top-level field that is not part of the event format",

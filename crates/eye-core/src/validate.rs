@@ -41,7 +41,7 @@ mod tests {
         if let Some(s) = sent_at {
             v["sent_at"] = json!(s);
         }
-        IncomingEvent::parse(v).unwrap()
+        IncomingEvent::parse(&serde_json::value::to_raw_value(&v).unwrap()).unwrap()
     }
 
     const RECEIVED: i64 = 1_672_564_527_000_000; // 2023-01-01T09:15:27Z

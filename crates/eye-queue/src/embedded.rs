@@ -6,7 +6,8 @@
 //! group, never one per event, and no timer adds latency when the queue is idle. The
 //! writer also deletes acknowledged messages, inside its next commit, so acknowledging
 //! costs no extra fsync. The queue lives apart from the store so that ingest never
-//! waits on the worker's write lock.
+//! waits on the worker's write lock. A message is one ingest request (all its events),
+//! so a batch of a hundred events costs one row, not a hundred.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,17 +17,17 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::{Delivery, Queue, QueueError, Result};
+use crate::{Delivery, Message, Queue, QueueError, Result};
 
 /// Most messages written by one commit; bounds the writer's memory and latency.
 const MAX_GROUP: usize = 20_000;
 
-/// Payloads waiting for the next commit, with the channel that reports it done.
-type Pending = (Vec<Vec<u8>>, oneshot::Sender<Result<()>>);
+/// Messages waiting for the next commit, with the channel that reports them durable.
+type Pending = (Vec<Message>, oneshot::Sender<Result<()>>);
 
 enum Request {
     Enqueue {
-        payloads: Vec<Vec<u8>>,
+        messages: Vec<Message>,
         done: oneshot::Sender<Result<()>>,
     },
     Ack(u64),
@@ -37,7 +38,8 @@ pub struct EmbeddedQueue {
     requests: mpsc::Sender<Request>,
     /// The seq of the newest durable message.
     committed: watch::Receiver<u64>,
-    acked: Arc<AtomicU64>,
+    /// Events durable and not yet acknowledged.
+    depth: Arc<AtomicU64>,
     reader: Arc<Mutex<Connection>>,
     /// The seq of the newest message handed out by `fetch`.
     fetched: Mutex<u64>,
@@ -60,33 +62,39 @@ impl EmbeddedQueue {
         let path = dir.join("queue.db");
         let conn = open(&path)?;
         conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS queue (
+            "CREATE TABLE IF NOT EXISTS messages (
                  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                 payload BLOB NOT NULL
+                 payload BLOB NOT NULL,
+                 events INTEGER NOT NULL
              );",
         )?;
         let last: u64 = conn
             .query_row(
-                "SELECT seq FROM sqlite_sequence WHERE name = 'queue'",
+                "SELECT seq FROM sqlite_sequence WHERE name = 'messages'",
                 [],
                 |r| r.get::<_, i64>(0),
             )
             .optional()?
             .unwrap_or(0) as u64;
-        let oldest: Option<i64> = conn.query_row("SELECT min(seq) FROM queue", [], |r| r.get(0))?;
+        let (oldest, events): (Option<i64>, i64) = conn.query_row(
+            "SELECT min(seq), coalesce(sum(events), 0) FROM messages",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         let acked_at_start = oldest.map_or(last, |o| o as u64 - 1);
         let reader = open(&path)?;
 
         let (requests, inbox) = mpsc::channel(1024);
         let (committed_tx, committed) = watch::channel(last);
-        let acked = Arc::new(AtomicU64::new(acked_at_start));
+        let depth = Arc::new(AtomicU64::new(events as u64));
+        let writer_depth = Arc::clone(&depth);
         let writer = std::thread::Builder::new()
             .name("eye-queue-writer".into())
-            .spawn(move || write_until_closed(conn, inbox, committed_tx))?;
+            .spawn(move || write_until_closed(conn, inbox, committed_tx, writer_depth))?;
         Ok(EmbeddedQueue {
             requests,
             committed,
-            acked,
+            depth,
             reader: Arc::new(Mutex::new(reader)),
             fetched: Mutex::new(acked_at_start),
             writer: Mutex::new(Some(writer)),
@@ -108,6 +116,7 @@ fn write_until_closed(
     mut conn: Connection,
     mut inbox: mpsc::Receiver<Request>,
     committed: watch::Sender<u64>,
+    depth: Arc<AtomicU64>,
 ) {
     let mut deleted_up_to = 0u64;
     let mut ack_to = 0u64;
@@ -121,9 +130,9 @@ fn write_until_closed(
         let mut next = Some(first);
         while let Some(request) = next.take() {
             match request {
-                Request::Enqueue { payloads, done } => {
-                    count += payloads.len();
-                    group.push((payloads, done));
+                Request::Enqueue { messages, done } => {
+                    count += messages.len();
+                    group.push((messages, done));
                 }
                 Request::Ack(seq) => ack_to = ack_to.max(seq),
                 Request::Shutdown => {
@@ -135,14 +144,16 @@ fn write_until_closed(
                 next = inbox.try_recv().ok();
             }
         }
-        let result = commit_group(
-            &mut conn,
-            &group,
-            (ack_to > deleted_up_to).then_some(ack_to),
-        );
-        match result {
+        let delete_up_to = (ack_to > deleted_up_to).then_some(ack_to);
+        match commit_group(&mut conn, &group, delete_up_to) {
             Ok(last) => {
                 deleted_up_to = deleted_up_to.max(ack_to);
+                let events: u64 = group
+                    .iter()
+                    .flat_map(|(messages, _)| messages)
+                    .map(|m| u64::from(m.events))
+                    .sum();
+                depth.fetch_add(events, Ordering::Relaxed);
                 if let Some(last) = last {
                     committed.send_replace(last);
                 }
@@ -169,14 +180,15 @@ fn commit_group(
 ) -> rusqlite::Result<Option<u64>> {
     let tx = conn.transaction()?;
     if let Some(seq) = delete_up_to {
-        tx.execute("DELETE FROM queue WHERE seq <= ?1", params![seq as i64])?;
+        tx.execute("DELETE FROM messages WHERE seq <= ?1", params![seq as i64])?;
     }
     let mut last = None;
     {
-        let mut insert = tx.prepare_cached("INSERT INTO queue (payload) VALUES (?1)")?;
-        for (payloads, _) in group {
-            for payload in payloads {
-                insert.execute(params![payload])?;
+        let mut insert =
+            tx.prepare_cached("INSERT INTO messages (payload, events) VALUES (?1, ?2)")?;
+        for (messages, _) in group {
+            for message in messages {
+                insert.execute(params![message.payload, message.events])?;
                 last = Some(tx.last_insert_rowid() as u64);
             }
         }
@@ -187,19 +199,19 @@ fn commit_group(
 
 #[async_trait::async_trait]
 impl Queue for EmbeddedQueue {
-    async fn enqueue(&self, payloads: Vec<Vec<u8>>) -> Result<()> {
-        if payloads.is_empty() {
+    async fn enqueue(&self, messages: Vec<Message>) -> Result<()> {
+        if messages.is_empty() {
             return Ok(());
         }
         let (done, reply) = oneshot::channel();
         self.requests
-            .send(Request::Enqueue { payloads, done })
+            .send(Request::Enqueue { messages, done })
             .await
             .map_err(|_| QueueError::Closed)?;
         reply.await.map_err(|_| QueueError::Closed)?
     }
 
-    async fn fetch(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
+    async fn fetch(&self, max_events: usize, wait: Duration) -> Result<Vec<Delivery>> {
         let after = *self.fetched.lock().expect("fetch cursor lock");
         let mut committed = self.committed.clone();
         let arrived = tokio::time::timeout(wait, async {
@@ -215,15 +227,23 @@ impl Queue for EmbeddedQueue {
         let deliveries = tokio::task::spawn_blocking(move || -> Result<Vec<Delivery>> {
             let conn = reader.lock().expect("queue reader lock");
             let mut stmt = conn.prepare_cached(
-                "SELECT seq, payload FROM queue WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                "SELECT seq, payload, events FROM messages WHERE seq > ?1 ORDER BY seq",
             )?;
-            let rows = stmt.query_map(params![after as i64, max as i64], |row| {
-                Ok(Delivery {
+            let mut rows = stmt.query(params![after as i64])?;
+            let mut deliveries = Vec::new();
+            let mut events = 0usize;
+            // Stop reading once the batch is full; the rest waits for the next fetch.
+            while events < max_events.max(1) {
+                let Some(row) = rows.next()? else { break };
+                let delivery = Delivery {
                     seq: row.get::<_, i64>(0)? as u64,
                     payload: row.get(1)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+                    events: row.get(2)?,
+                };
+                events += delivery.events as usize;
+                deliveries.push(delivery);
+            }
+            Ok(deliveries)
         })
         .await
         .map_err(|e| QueueError::Io(std::io::Error::other(e)))??;
@@ -237,7 +257,8 @@ impl Queue for EmbeddedQueue {
         let Some(last) = deliveries.iter().map(|d| d.seq).max() else {
             return Ok(());
         };
-        self.acked.fetch_max(last, Ordering::Relaxed);
+        let events: u64 = deliveries.iter().map(|d| u64::from(d.events)).sum();
+        self.depth.fetch_sub(events, Ordering::Relaxed);
         self.requests
             .send(Request::Ack(last))
             .await
@@ -245,8 +266,7 @@ impl Queue for EmbeddedQueue {
     }
 
     fn depth(&self) -> u64 {
-        let committed = *self.committed.borrow();
-        committed.saturating_sub(self.acked.load(Ordering::Relaxed))
+        self.depth.load(Ordering::Relaxed)
     }
 }
 
@@ -254,8 +274,13 @@ impl Queue for EmbeddedQueue {
 mod tests {
     use super::*;
 
-    fn payloads(range: std::ops::Range<u32>) -> Vec<Vec<u8>> {
-        range.map(|i| i.to_string().into_bytes()).collect()
+    fn payloads(range: std::ops::Range<u32>) -> Vec<Message> {
+        range
+            .map(|i| Message {
+                payload: i.to_string().into_bytes(),
+                events: 1,
+            })
+            .collect()
     }
 
     #[tokio::test]
@@ -296,6 +321,33 @@ mod tests {
             next[0].seq > again.last().unwrap().seq,
             "seqs never go back"
         );
+    }
+
+    #[tokio::test]
+    async fn depth_and_fetch_sizes_count_events_not_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = EmbeddedQueue::open(dir.path()).unwrap();
+        let message = |events| Message {
+            payload: vec![0],
+            events,
+        };
+        queue
+            .enqueue(vec![message(100), message(100), message(100)])
+            .await
+            .unwrap();
+        assert_eq!(queue.depth(), 300);
+        let first = queue.fetch(150, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(first.len(), 2, "stops once 150 events are reached");
+        queue.ack(&first).await.unwrap();
+        assert_eq!(queue.depth(), 100);
+        let big = queue.fetch(10, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(
+            big.len(),
+            1,
+            "a message larger than the limit still comes alone"
+        );
+        queue.close().await;
+        assert_eq!(EmbeddedQueue::open(dir.path()).unwrap().depth(), 100);
     }
 
     #[tokio::test]

@@ -27,26 +27,36 @@ pub enum QueueError {
 
 pub type Result<T> = std::result::Result<T, QueueError>;
 
+/// One message to enqueue: an opaque payload holding `events` events.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub payload: Vec<u8>,
+    /// How many events the payload carries; depth and fetch sizes count events.
+    pub events: u32,
+}
+
 /// One message handed to a worker.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     /// Position in the queue; acknowledging it acknowledges everything before it.
     pub seq: u64,
     pub payload: Vec<u8>,
+    pub events: u32,
 }
 
 #[async_trait::async_trait]
 pub trait Queue: Send + Sync + 'static {
-    /// Appends `payloads` and returns once they are durable.
-    async fn enqueue(&self, payloads: Vec<Vec<u8>>) -> Result<()>;
+    /// Appends `messages` and returns once they are durable.
+    async fn enqueue(&self, messages: Vec<Message>) -> Result<()>;
 
-    /// Returns up to `max` messages after the last fetched one, waiting up to `wait`
-    /// for the first to arrive. An empty vector means nothing arrived in time.
-    async fn fetch(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>>;
+    /// Returns the messages after the last fetched one, stopping once they hold
+    /// `max_events` events (always at least one message), waiting up to `wait` for the
+    /// first to arrive. An empty vector means nothing arrived in time.
+    async fn fetch(&self, max_events: usize, wait: Duration) -> Result<Vec<Delivery>>;
 
     /// Acknowledges `deliveries` once their effects are committed.
     async fn ack(&self, deliveries: &[Delivery]) -> Result<()>;
 
-    /// Messages enqueued and not yet acknowledged.
+    /// Events enqueued and not yet acknowledged.
     fn depth(&self) -> u64;
 }

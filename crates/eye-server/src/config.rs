@@ -37,7 +37,7 @@ impl Default for Settings {
             max_body_bytes: 1024 * 1024,
             clock_skew_ms: 5_000,
             queue_max_depth: 1_000_000,
-            worker_batch_size: 1_000,
+            worker_batch_size: 10_000,
             shutdown_timeout_ms: 10_000,
         }
     }

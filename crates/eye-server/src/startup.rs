@@ -46,7 +46,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(telemetry::render_metrics))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), telemetry::track_requests))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            telemetry::track_requests,
+        ))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)

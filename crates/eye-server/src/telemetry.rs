@@ -58,16 +58,36 @@ impl Metrics {
         let worker_batch_events = Histogram::new(exponential_buckets(1.0, 2.0, 16));
         let store_write_seconds = Histogram::new(exponential_buckets(0.000_1, 2.0, 18));
         let event_lag_seconds = Histogram::new(exponential_buckets(0.000_5, 1.5, 32));
-        registry.register("eye_events_accepted", "Events accepted by ingest (answered 202)", events_accepted.clone());
-        registry.register("eye_events_rejected", "Events refused by ingest (malformed)", events_rejected.clone());
-        registry.register("eye_events_stored", "Events written to the store", events_stored.clone());
+        registry.register(
+            "eye_events_accepted",
+            "Events accepted by ingest (answered 202)",
+            events_accepted.clone(),
+        );
+        registry.register(
+            "eye_events_rejected",
+            "Events refused by ingest (malformed)",
+            events_rejected.clone(),
+        );
+        registry.register(
+            "eye_events_stored",
+            "Events written to the store",
+            events_stored.clone(),
+        );
         registry.register(
             "eye_events_duplicate",
             "Events not stored again because their id was already stored",
             events_duplicate.clone(),
         );
-        registry.register("eye_errors_recorded", "Records written to the error store", errors_recorded.clone());
-        registry.register("eye_queue_depth", "Messages queued and not yet acknowledged", queue_depth.clone());
+        registry.register(
+            "eye_errors_recorded",
+            "Records written to the error store",
+            errors_recorded.clone(),
+        );
+        registry.register(
+            "eye_queue_depth",
+            "Messages queued and not yet acknowledged",
+            queue_depth.clone(),
+        );
         registry.register(
             "eye_process_resident_memory_bytes",
             "Resident memory of the process",
@@ -78,7 +98,11 @@ impl Metrics {
             "HTTP request duration by method, route and status",
             requests.clone(),
         );
-        registry.register("eye_worker_batch_events", "Messages per worker batch", worker_batch_events.clone());
+        registry.register(
+            "eye_worker_batch_events",
+            "Messages per worker batch",
+            worker_batch_events.clone(),
+        );
         registry.register(
             "eye_store_write_duration_seconds",
             "Duration of one worker batch's store transaction",
@@ -115,15 +139,23 @@ impl Metrics {
 
 /// Resident set size from `/proc/self/statm` (Linux); 0 where unavailable.
 fn resident_memory_bytes() -> i64 {
-    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else { return 0 };
-    let pages: i64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
+        return 0;
+    };
+    let pages: i64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
 /// `GET /metrics`.
 pub async fn render_metrics(State(state): State<AppState>) -> Response {
     let metrics = &state.metrics;
-    metrics.queue_depth.set(i64::try_from(state.queue.depth()).unwrap_or(i64::MAX));
+    metrics
+        .queue_depth
+        .set(i64::try_from(state.queue.depth()).unwrap_or(i64::MAX));
     metrics.resident_memory.set(resident_memory_bytes());
     let mut response = metrics.render().into_response();
     response.headers_mut().insert(
@@ -134,7 +166,11 @@ pub async fn render_metrics(State(state): State<AppState>) -> Response {
 }
 
 /// Middleware recording each request's duration by method, route and status.
-pub async fn track_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn track_requests(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
     let route = request
@@ -142,7 +178,15 @@ pub async fn track_requests(State(state): State<AppState>, request: Request, nex
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
-    let labels = RequestLabels { method, route, status: response.status().as_u16() };
-    state.metrics.requests.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    let labels = RequestLabels {
+        method,
+        route,
+        status: response.status().as_u16(),
+    };
+    state
+        .metrics
+        .requests
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
     response
 }

@@ -96,16 +96,18 @@ impl Worker {
         let now = eye_core::Timestamp::now().as_micros();
         for processed in batch {
             if let Processed::Event { received_at, .. } = processed {
-                metrics.event_lag_seconds.observe((now - received_at).max(0) as f64 / 1e6);
+                metrics
+                    .event_lag_seconds
+                    .observe((now - received_at).max(0) as f64 / 1e6);
             }
         }
     }
 
     fn process(&self, deliveries: &[Delivery]) -> Vec<Processed> {
-        let mut batch = Vec::with_capacity(deliveries.len());
+        let mut batch = Vec::with_capacity(deliveries.iter().map(|d| d.events as usize).sum());
         for delivery in deliveries {
-            let envelope = match Envelope::decode(&delivery.payload) {
-                Ok(envelope) => envelope,
+            let envelopes = match Envelope::decode_all(&delivery.payload) {
+                Ok(envelopes) => envelopes,
                 Err(error) => {
                     // Only a bug or a foreign writer can put this here; it has no app to
                     // attribute it to, so it is logged loudly rather than stored.
@@ -113,7 +115,11 @@ impl Worker {
                     continue;
                 }
             };
-            batch.push(self.validate(envelope));
+            batch.extend(
+                envelopes
+                    .into_iter()
+                    .map(|envelope| self.validate(envelope)),
+            );
         }
         batch
     }

@@ -40,7 +40,7 @@ fn connect(path: &Path) -> Result<Connection> {
     // FULL: a commit is on disk before the worker acknowledges the queue messages in it.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "cache_size", -32_768)?;
+    conn.pragma_update(None, "cache_size", -16_384)?;
     Ok(conn)
 }
 
@@ -156,8 +156,6 @@ fn write_batch(conn: &mut Connection, batch: &[Processed]) -> Result<WriteOutcom
                     received_at,
                     event,
                 } => {
-                    let data = serde_json::to_string(&event.data)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                     let inserted = insert_event.execute(params![
                         id.as_bytes(),
                         app_id,
@@ -165,7 +163,7 @@ fn write_batch(conn: &mut Connection, batch: &[Processed]) -> Result<WriteOutcom
                         event.session_id.as_str(),
                         event.event_type.category,
                         event.event_type.name,
-                        data,
+                        event.data.get(),
                         event.timestamp,
                         event.seq.unwrap_or(0),
                         received_at,

@@ -13,6 +13,11 @@ use eye_core::auth::{Scope, TokenHash, generate_token};
 use eye_server::{Application, Settings};
 use eye_store::{SqliteStore, Store, StoreError};
 
+// glibc's malloc showed up at ~13% of the ingest profile (many threads allocating
+// small buffers); mimalloc's thread-local free lists make that nearly disappear.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "eye", version, about = "The Eye: behavioural event collection")]
 struct Cli {
@@ -57,7 +62,7 @@ struct ServeArgs {
     /// Most events waiting in the queue before ingest answers 503 [default: 1000000].
     #[arg(long, env = "EYE_QUEUE_MAX_DEPTH")]
     queue_max_depth: Option<u64>,
-    /// Most events the worker stores per transaction [default: 1000].
+    /// Most events the worker stores per transaction [default: 10000].
     #[arg(long, env = "EYE_WORKER_BATCH_SIZE")]
     worker_batch_size: Option<usize>,
     /// Longest graceful shutdown, in milliseconds [default: 10000].
@@ -99,8 +104,12 @@ fn main() -> anyhow::Result<()> {
     if let Some(dir) = cli.data_dir {
         settings.data_dir = dir;
     }
+    // SQLite calls run on the blocking pool. A small pool bounds memory (each thread
+    // keeps its own allocator heap) at no cost in speed: the store has one writer and a
+    // handful of readers, so more threads would only wait on the same locks.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(8)
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {

@@ -5,13 +5,17 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use eye_core::auth::Scope;
 use eye_core::{Body as MessageBody, Envelope, IncomingEvent, Rejection, Timestamp, ids};
+use eye_queue::Message;
 use http_body_util::BodyExt;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -66,14 +70,16 @@ pub async fn ingest_events(
         ));
     }
 
-    let mut payloads = Vec::with_capacity(elements.len());
-    let mut verdicts = Vec::with_capacity(elements.len());
-    for value in elements {
-        let (envelope, verdict) = envelope_for(value, app_id, received_at);
-        payloads.push(envelope.encode());
-        verdicts.push(verdict);
-    }
-    state.queue.enqueue(payloads).await.map_err(|error| {
+    let envelopes: Vec<Envelope> = elements
+        .into_iter()
+        .map(|raw| envelope_for(raw, app_id, received_at))
+        .collect();
+    // One request, one queue message: a batch costs one row, whatever its size.
+    let message = Message {
+        payload: Envelope::encode_all(&envelopes),
+        events: envelopes.len() as u32,
+    };
+    state.queue.enqueue(vec![message]).await.map_err(|error| {
         tracing::error!(%error, "enqueue failed");
         ApiError::unavailable(
             "queue_unavailable",
@@ -82,74 +88,103 @@ pub async fn ingest_events(
         )
     })?;
 
-    let accepted = verdicts.iter().filter(|v| v.is_ok()).count();
+    let verdicts: Vec<Verdict<'_>> = envelopes.iter().enumerate().map(Verdict::of).collect();
+    let accepted = verdicts.iter().filter(|v| v.error.is_none()).count();
     state.metrics.events_accepted.inc_by(accepted as u64);
-    state.metrics.events_rejected.inc_by((verdicts.len() - accepted) as u64);
-    if single && let Some(Err((rejection, error_id))) = verdicts.first() {
+    state
+        .metrics
+        .events_rejected
+        .inc_by((verdicts.len() - accepted) as u64);
+    if single && let Some(rejection) = verdicts[0].error {
         return Err(
             ApiError::bad_request("invalid_event", rejection.message.clone()).with_details(json!({
                 "reason": rejection.code,
                 "field": rejection.field,
-                "error_id": error_id,
+                "error_id": verdicts[0].error_id,
             })),
         );
     }
-    let results: Vec<Value> = verdicts
-        .into_iter()
-        .enumerate()
-        .map(|(index, verdict)| match verdict {
-            Ok(id) => json!({ "index": index, "status": "accepted", "id": id }),
-            Err((rejection, error_id)) => json!({
-                "index": index,
-                "status": "rejected",
-                "error": rejection,
-                "error_id": error_id,
-            }),
-        })
-        .collect();
-    let body = json!({
-        "accepted": accepted,
-        "rejected": results.len() - accepted,
-        "results": results,
-    });
-    Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
+    let answer = IngestAnswer {
+        accepted,
+        rejected: verdicts.len() - accepted,
+        results: verdicts,
+    };
+    let body = serde_json::to_vec(&answer).map_err(ApiError::internal)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }
 
-type Verdict = Result<uuid::Uuid, (Rejection, uuid::Uuid)>;
+#[derive(Serialize)]
+struct IngestAnswer<'a> {
+    accepted: usize,
+    rejected: usize,
+    results: Vec<Verdict<'a>>,
+}
 
-fn envelope_for(value: Value, app_id: i64, received_at: i64) -> (Envelope, Verdict) {
-    // Keep the raw element only when it is refused; a good event travels parsed.
-    let raw = serde_json::value::to_raw_value(&value).ok();
-    match IncomingEvent::parse(value) {
+/// One element's fate: its event id, or why it was refused and the id of its error record.
+#[derive(Serialize)]
+struct Verdict<'a> {
+    index: usize,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a Rejection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_id: Option<Uuid>,
+}
+
+impl<'a> Verdict<'a> {
+    fn of((index, envelope): (usize, &'a Envelope)) -> Self {
+        match &envelope.body {
+            MessageBody::Event(_) => Verdict {
+                index,
+                status: "accepted",
+                id: Some(envelope.id),
+                error: None,
+                error_id: None,
+            },
+            MessageBody::Rejected { rejection, .. } => Verdict {
+                index,
+                status: "rejected",
+                id: None,
+                error: Some(rejection),
+                error_id: Some(envelope.id),
+            },
+        }
+    }
+}
+
+fn envelope_for(raw: &RawValue, app_id: i64, received_at: i64) -> Envelope {
+    match IncomingEvent::parse(raw) {
         Ok(event) => {
             let id = match &event.client_id {
                 Some(client_id) => ids::event_id_for_client_id(app_id, client_id),
                 None => ids::new_event_id(),
             };
-            let envelope = Envelope {
+            Envelope {
                 id,
                 app_id,
                 received_at,
                 body: MessageBody::Event(event),
-            };
-            (envelope, Ok(id))
+            }
         }
-        Err(rejection) => {
-            let id = ids::new_event_id();
-            let raw = raw.unwrap_or_else(|| {
-                serde_json::value::to_raw_value(&Value::Null).expect("null serializes")
-            });
-            let envelope = Envelope {
-                id,
-                app_id,
-                received_at,
-                body: MessageBody::Rejected {
-                    rejection: rejection.clone(),
-                    raw,
-                },
-            };
-            (envelope, Err((rejection, id)))
-        }
+        Err(rejection) => Envelope {
+            id: ids::new_event_id(),
+            app_id,
+            received_at,
+            body: MessageBody::Rejected {
+                rejection,
+                raw: raw.to_owned(),
+            },
+        },
     }
 }
 
@@ -235,21 +270,26 @@ async fn read_body(body: Body, limit: usize, gzip: bool) -> Result<Bytes, ApiErr
     Ok(Bytes::from(decoded))
 }
 
-/// Splits a body into its elements; `true` when it was a single JSON object.
-fn split_elements(bytes: &[u8], format: Format) -> Result<(Vec<Value>, bool), ApiError> {
+/// Splits a body into its elements, borrowed from it; `true` when it was a single
+/// JSON object rather than an array or NDJSON.
+fn split_elements(bytes: &[u8], format: Format) -> Result<(Vec<&RawValue>, bool), ApiError> {
     match format {
-        Format::Json => match serde_json::from_slice::<Value>(bytes) {
-            Ok(Value::Array(items)) => Ok((items, false)),
-            Ok(object @ Value::Object(_)) => Ok((vec![object], true)),
-            Ok(_) => Err(ApiError::bad_request(
-                "invalid_body",
-                "the body must be an event object or an array of events",
-            )),
-            Err(e) => Err(ApiError::bad_request(
-                "invalid_json",
-                format!("the body is not valid JSON: {e}"),
-            )),
-        },
+        Format::Json => {
+            let invalid = |e: serde_json::Error| {
+                ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+            };
+            match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+                Some(b'[') => Ok((serde_json::from_slice(bytes).map_err(invalid)?, false)),
+                Some(b'{') => Ok((vec![serde_json::from_slice(bytes).map_err(invalid)?], true)),
+                _ => {
+                    let _: &RawValue = serde_json::from_slice(bytes).map_err(invalid)?;
+                    Err(ApiError::bad_request(
+                        "invalid_body",
+                        "the body must be an event object or an array of events",
+                    ))
+                }
+            }
+        }
         Format::Ndjson => {
             let mut items = Vec::new();
             for (number, line) in bytes.split(|b| *b == b'\n').enumerate() {

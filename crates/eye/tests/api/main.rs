@@ -5,7 +5,7 @@ mod concurrency;
 mod crash;
 mod helpers;
 mod idempotency;
-mod metrics;
 mod ingest;
+mod metrics;
 mod query;
 mod tokens;

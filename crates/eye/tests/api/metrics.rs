@@ -20,7 +20,15 @@ async fn metrics_count_accepted_rejected_stored_and_recorded_events() {
     ]);
     assert_eq!(app.post_events(&batch).await.status(), StatusCode::ACCEPTED);
     let text = wait_until(WAIT, "stored and recorded counts", || async {
-        let text = app.client.get(app.url("/metrics")).send().await.ok()?.text().await.ok()?;
+        let text = app
+            .client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
         let stored = sample(&text, "eye_events_stored_total")?;
         let recorded = sample(&text, "eye_errors_recorded_total")?;
         (stored == 2.0 && recorded == 1.0).then_some(text)
@@ -31,9 +39,11 @@ async fn metrics_count_accepted_rejected_stored_and_recorded_events() {
     assert_eq!(sample(&text, "eye_queue_depth"), Some(0.0));
     assert!(sample(&text, "eye_process_resident_memory_bytes").unwrap() > 1e6);
     assert!(
-        text.lines().any(|l| l.starts_with("eye_http_request_duration_seconds_count{")
-            && l.contains("route=\"/events\"")
-            && l.contains("status=\"202\"")),
+        text.lines().any(
+            |l| l.starts_with("eye_http_request_duration_seconds_count{")
+                && l.contains("route=\"/events\"")
+                && l.contains("status=\"202\"")
+        ),
         "request histogram by route and status:\n{text}"
     );
     assert!(sample(&text, "eye_event_lag_seconds_count").unwrap() >= 2.0);
