@@ -8,6 +8,7 @@
 mod ceiling;
 mod load;
 mod server;
+mod store;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -48,7 +49,8 @@ struct Cli {
     /// Events per request in the batch scenario.
     #[arg(long, default_value_t = 100)]
     batch_size: usize,
-    /// Requests per second in the fixed-rate scenario [default: half the ceiling's single-event rate].
+    /// Requests per second in the fixed-rate scenario [default: half of what eye
+    /// reached in the single-event scenario of this run, or 5000].
     #[arg(long)]
     rate: Option<f64>,
     /// Seconds of load in the sustained scenario.
@@ -71,6 +73,15 @@ enum Command {
     CeilingServer {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
+    },
+    /// Measure the store's write path alone (no HTTP, no queue).
+    Store {
+        #[arg(long, default_value_t = 500_000)]
+        events: usize,
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+        #[arg(long, default_value_t = 10_000)]
+        sessions: usize,
     },
 }
 
@@ -104,8 +115,16 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    if let Some(Command::CeilingServer { listen }) = cli.command {
-        return runtime.block_on(ceiling::serve(listen));
+    match cli.command {
+        Some(Command::CeilingServer { listen }) => return runtime.block_on(ceiling::serve(listen)),
+        Some(Command::Store {
+            events,
+            batch,
+            sessions,
+        }) => {
+            return runtime.block_on(store::run(events, batch, sessions));
+        }
+        None => {}
     }
     if cli.smoke {
         cli.duration = 2;
@@ -125,7 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         );
     }
     let mut rows: Vec<Row> = Vec::new();
-    let mut ceiling_single_rps = None;
+    let mut eye_single_rps = None;
     let mut failures = Vec::new();
     let duration = Duration::from_secs(cli.duration);
     for scenario in &cli.scenarios {
@@ -147,8 +166,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Scenario::Rate => {
                 let rate = cli
                     .rate
-                    .or(ceiling_single_rps.map(|r: f64| r / 2.0))
-                    .unwrap_or(10_000.0);
+                    .or(eye_single_rps.map(|r: f64| r / 2.0))
+                    .unwrap_or(5_000.0);
                 (
                     format!("fixed rate {rate:.0}/s"),
                     1,
@@ -188,9 +207,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let result = load::run(spec).await?;
             ceiling.stop();
-            if *scenario == Scenario::Single {
-                ceiling_single_rps = Some(result.requests_per_second());
-            }
             ceiling_load = Some(result);
         }
 
@@ -211,6 +227,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let load_started = Instant::now();
         let result = load::run(spec).await?;
         let load_ended = Instant::now();
+        if *scenario == Scenario::Single {
+            eye_single_rps = Some(result.requests_per_second());
+        }
         let at_end = scrape(server.address).await?;
         // Wait (bounded) for the worker to store everything that was accepted.
         let mut drained_after = None;

@@ -24,6 +24,8 @@ pub struct Settings {
     pub queue_max_depth: u64,
     /// Most events the worker stores in one transaction.
     pub worker_batch_size: usize,
+    /// How long (milliseconds) a small batch waits for more events before it is stored.
+    pub worker_linger_ms: u64,
     /// How long a graceful shutdown may take (milliseconds) before the process exits.
     pub shutdown_timeout_ms: u64,
 }
@@ -38,6 +40,7 @@ impl Default for Settings {
             clock_skew_ms: 5_000,
             queue_max_depth: 1_000_000,
             worker_batch_size: 10_000,
+            worker_linger_ms: 100,
             shutdown_timeout_ms: 10_000,
         }
     }

@@ -87,6 +87,7 @@ impl Application {
             queue: queue.clone(),
             store: store.clone(),
             batch_size: settings.worker_batch_size,
+            linger: Duration::from_millis(settings.worker_linger_ms),
             clock_skew_micros: i64::try_from(settings.clock_skew_ms.saturating_mul(1000))
                 .unwrap_or(i64::MAX),
         };

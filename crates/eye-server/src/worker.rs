@@ -21,6 +21,11 @@ pub struct Worker {
     pub queue: Arc<dyn Queue>,
     pub store: Arc<dyn Store>,
     pub batch_size: usize,
+    /// How long a batch smaller than `batch_size` waits for more events. A store commit
+    /// has a large fixed cost (an fsync, index pages rewritten), so a worker that keeps
+    /// up should still commit thousands of events at a time: lingering 100 ms doubles
+    /// the store's throughput for 100 ms of lag.
+    pub linger: Duration,
     pub clock_skew_micros: i64,
 }
 
@@ -42,7 +47,27 @@ impl Worker {
                 fetched = self.queue.fetch(self.batch_size, Duration::from_millis(500)) => fetched,
             };
             let step = match fetched {
-                Ok(deliveries) => self.execute(deliveries).await,
+                Ok(mut deliveries) => {
+                    let events: usize = deliveries.iter().map(|d| d.events as usize).sum();
+                    if !deliveries.is_empty() && events < self.batch_size && !self.linger.is_zero()
+                    {
+                        tokio::select! {
+                            _ = stop.changed() => {}
+                            _ = tokio::time::sleep(self.linger) => {}
+                        }
+                        match self
+                            .queue
+                            .fetch(self.batch_size - events, Duration::ZERO)
+                            .await
+                        {
+                            Ok(more) => deliveries.extend(more),
+                            Err(error) => {
+                                tracing::warn!(%error, "fetching more for a lingering batch")
+                            }
+                        }
+                    }
+                    self.execute(deliveries).await
+                }
                 Err(error) => Err(error.into()),
             };
             if let Err(error) = step {

@@ -6,6 +6,7 @@
 //! The CLI opens the same file while a server runs; SQLite's locking and a busy timeout
 //! make that safe.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -132,11 +133,11 @@ fn write_batch(conn: &mut Connection, batch: &[Processed]) -> Result<WriteOutcom
         )?;
         let mut upsert_session = tx.prepare_cached(
             "INSERT INTO sessions (session_id, first_seen, last_seen, event_count)
-             VALUES (?1, ?2, ?2, 1)
+             VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (session_id) DO UPDATE SET
                  first_seen = min(first_seen, excluded.first_seen),
                  last_seen = max(last_seen, excluded.last_seen),
-                 event_count = event_count + 1",
+                 event_count = event_count + excluded.event_count",
         )?;
         let mut link_app = tx.prepare_cached(
             "INSERT INTO session_apps (session_id, app_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
@@ -148,6 +149,10 @@ fn write_batch(conn: &mut Connection, batch: &[Processed]) -> Result<WriteOutcom
              ON CONFLICT (event_id) DO NOTHING",
         )?;
         let now = Timestamp::now().as_micros();
+        // Session counters are summed over the batch first: one upsert per session per
+        // transaction instead of one per event (the upsert was a fifth of the cost), and
+        // in key order, so the sessions' B-tree is walked once, not hit at random.
+        let mut sessions: BTreeMap<&str, SessionDelta> = BTreeMap::new();
         for processed in batch {
             match processed {
                 Processed::Event {
@@ -173,8 +178,20 @@ fn write_batch(conn: &mut Connection, batch: &[Processed]) -> Result<WriteOutcom
                         outcome.duplicates += 1;
                         continue;
                     }
-                    upsert_session.execute(params![event.session_id.as_str(), event.timestamp])?;
-                    link_app.execute(params![event.session_id.as_str(), app_id])?;
+                    let delta = sessions
+                        .entry(event.session_id.as_str())
+                        .or_insert(SessionDelta {
+                            first_seen: event.timestamp,
+                            last_seen: event.timestamp,
+                            count: 0,
+                            apps: Vec::new(),
+                        });
+                    delta.first_seen = delta.first_seen.min(event.timestamp);
+                    delta.last_seen = delta.last_seen.max(event.timestamp);
+                    delta.count += 1;
+                    if !delta.apps.contains(app_id) {
+                        delta.apps.push(*app_id);
+                    }
                     outcome.stored += 1;
                 }
                 Processed::Error {
@@ -201,9 +218,28 @@ fn write_batch(conn: &mut Connection, batch: &[Processed]) -> Result<WriteOutcom
                 }
             }
         }
+        for (session_id, delta) in &sessions {
+            upsert_session.execute(params![
+                session_id,
+                delta.first_seen,
+                delta.last_seen,
+                delta.count
+            ])?;
+            for app_id in &delta.apps {
+                link_app.execute(params![session_id, app_id])?;
+            }
+        }
     }
     tx.commit()?;
     Ok(outcome)
+}
+
+/// What one batch adds to one session.
+struct SessionDelta {
+    first_seen: i64,
+    last_seen: i64,
+    count: i64,
+    apps: Vec<i64>,
 }
 
 fn uuid_from(row: &Row<'_>, index: usize) -> rusqlite::Result<Uuid> {

@@ -65,6 +65,9 @@ struct ServeArgs {
     /// Most events the worker stores per transaction [default: 10000].
     #[arg(long, env = "EYE_WORKER_BATCH_SIZE")]
     worker_batch_size: Option<usize>,
+    /// How long a small worker batch waits for more events, in milliseconds [default: 100].
+    #[arg(long, env = "EYE_WORKER_LINGER_MS")]
+    worker_linger_ms: Option<u64>,
     /// Longest graceful shutdown, in milliseconds [default: 10000].
     #[arg(long, env = "EYE_SHUTDOWN_TIMEOUT_MS")]
     shutdown_timeout_ms: Option<u64>,
@@ -144,6 +147,7 @@ fn apply(mut settings: Settings, args: ServeArgs) -> Settings {
         clock_skew_ms,
         queue_max_depth,
         worker_batch_size,
+        worker_linger_ms,
         shutdown_timeout_ms,
     } = args;
     settings.listen = listen.unwrap_or(settings.listen);
@@ -152,6 +156,7 @@ fn apply(mut settings: Settings, args: ServeArgs) -> Settings {
     settings.clock_skew_ms = clock_skew_ms.unwrap_or(settings.clock_skew_ms);
     settings.queue_max_depth = queue_max_depth.unwrap_or(settings.queue_max_depth);
     settings.worker_batch_size = worker_batch_size.unwrap_or(settings.worker_batch_size);
+    settings.worker_linger_ms = worker_linger_ms.unwrap_or(settings.worker_linger_ms);
     settings.shutdown_timeout_ms = shutdown_timeout_ms.unwrap_or(settings.shutdown_timeout_ms);
     settings
 }

@@ -1,0 +1,59 @@
+//! `eye-bench store`: the store's write path alone, without HTTP or the queue: how many
+//! events per second `SqliteStore::write` takes in worker-sized transactions, with the
+//! events spread over many sessions as in production.
+
+use std::time::Instant;
+
+use eye_core::{IncomingEvent, ids};
+use eye_store::{Processed, SqliteStore, Store};
+use serde_json::value::RawValue;
+
+pub async fn run(events: usize, batch: usize, sessions: usize) -> anyhow::Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("eye-bench-store-")
+        .tempdir()?;
+    let store = SqliteStore::open(dir.path())?;
+    let app = store.create_app("bench").await?;
+    let mut written = 0usize;
+    let mut timings = Vec::new();
+    let started = Instant::now();
+    while written < events {
+        let n = batch.min(events - written);
+        let processed: Vec<Processed> = (written..written + n)
+            .map(|i| {
+                let session = (i as u64).wrapping_mul(2_654_435_761) % sessions as u64;
+                let raw = format!(
+                    r#"{{"session_id":"bench-session-{session}","category":"page interaction","name":"pageview","data":{{"host":"www.example.com","path":"/page/{}"}},"timestamp":"2026-01-01T00:00:00.{:06}Z"}}"#,
+                    i % 100,
+                    i % 1_000_000
+                );
+                let raw = RawValue::from_string(raw).expect("valid JSON");
+                Processed::Event {
+                    id: ids::new_event_id(),
+                    app_id: app.id,
+                    received_at: 0,
+                    event: IncomingEvent::parse(&raw).expect("valid event"),
+                }
+            })
+            .collect();
+        let t = Instant::now();
+        let outcome = store.write(processed).await?;
+        timings.push(t.elapsed());
+        anyhow::ensure!(
+            outcome.stored as usize == n,
+            "stored {} of {n}",
+            outcome.stored
+        );
+        written += n;
+    }
+    let total: std::time::Duration = timings.iter().sum();
+    timings.sort();
+    println!(
+        "store: {events} events in transactions of {batch} over {sessions} sessions: \
+         {:.0} events/s in the store (median transaction {:.1} ms, wall {:.1} s)",
+        events as f64 / total.as_secs_f64(),
+        timings[timings.len() / 2].as_secs_f64() * 1000.0,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
