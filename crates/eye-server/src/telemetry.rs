@@ -21,9 +21,45 @@ use crate::startup::AppState;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub method: String,
-    pub route: String,
+    pub method: &'static str,
+    pub route: &'static str,
     pub status: u16,
+}
+
+/// The routes as labels. Static strings keep the per-request bookkeeping free of
+/// allocations, and a fixed set keeps the label cardinality bounded.
+const ROUTES: [&str; 8] = [
+    "/events",
+    "/events/",
+    "/sessions/{id}",
+    "/errors",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "other",
+];
+
+fn route_label(matched: Option<&MatchedPath>) -> &'static str {
+    let matched = matched.map_or("other", MatchedPath::as_str);
+    ROUTES
+        .iter()
+        .find(|r| **r == matched)
+        .copied()
+        .unwrap_or("other")
+}
+
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
 }
 
 pub struct Metrics {
@@ -172,11 +208,8 @@ pub async fn track_requests(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = method_label(request.method());
+    let route = route_label(request.extensions().get::<MatchedPath>());
     let response = next.run(request).await;
     let labels = RequestLabels {
         method,
