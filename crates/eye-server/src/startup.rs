@@ -21,9 +21,25 @@ use crate::routes::{errors, events, health, ingest, sessions};
 use crate::telemetry::{self, Metrics};
 use crate::worker::Worker;
 
-/// What every handler can reach.
+/// What every handler can reach. One `Arc` around it all, so that handing the state to
+/// a request costs one atomic increment rather than one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub settings: Arc<Settings>,
     pub store: Arc<dyn Store>,
     pub queue: Arc<dyn Queue>,
@@ -91,13 +107,13 @@ impl Application {
             clock_skew_micros: i64::try_from(settings.clock_skew_ms.saturating_mul(1000))
                 .unwrap_or(i64::MAX),
         };
-        let state = AppState {
+        let state = AppState::new(Shared {
             auth: Arc::new(Authenticator::new(store.clone())),
             metrics,
             settings: Arc::new(settings),
             store,
             queue: queue.clone(),
-        };
+        });
         Ok(Application {
             listener,
             state,

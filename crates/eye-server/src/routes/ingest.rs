@@ -246,24 +246,32 @@ fn too_large(limit: usize) -> ApiError {
 /// that neither a large body nor a gzip bomb can take memory beyond the limit.
 async fn read_body(body: Body, limit: usize, gzip: bool) -> Result<Bytes, ApiError> {
     let mut body = body;
-    let mut buffer = Vec::new();
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut total = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
             ApiError::bad_request("unreadable_body", format!("reading the body failed: {e}"))
         })?;
         if let Ok(data) = frame.into_data() {
-            if buffer.len() + data.len() > limit {
+            total += data.len();
+            if total > limit {
                 return Err(too_large(limit));
             }
-            buffer.extend_from_slice(&data);
+            chunks.push(data);
         }
     }
+    // A small body usually arrives in one chunk: use it as it is, without a copy.
+    let raw = if chunks.len() == 1 {
+        chunks.pop().expect("one chunk")
+    } else {
+        Bytes::from(chunks.concat())
+    };
     if !gzip {
-        return Ok(Bytes::from(buffer));
+        return Ok(raw);
     }
     use std::io::Read;
     let mut decoded = Vec::new();
-    let mut decoder = flate2::read::GzDecoder::new(&buffer[..]).take(limit as u64 + 1);
+    let mut decoder = flate2::read::GzDecoder::new(&raw[..]).take(limit as u64 + 1);
     decoder.read_to_end(&mut decoded).map_err(|e| {
         ApiError::bad_request("invalid_gzip", format!("the body is not valid gzip: {e}"))
     })?;
