@@ -59,6 +59,9 @@ struct Cli {
     /// Distinct sessions the events are spread over.
     #[arg(long, default_value_t = 10_000)]
     sessions: usize,
+    /// Repeat every scenario this many times and report medians.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
     /// A quick run that only proves the benchmark works (2 s per measurement, 8 connections).
     #[arg(long)]
     smoke: bool,
@@ -147,146 +150,151 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut eye_single_rps = None;
     let mut failures = Vec::new();
     let duration = Duration::from_secs(cli.duration);
-    for scenario in &cli.scenarios {
-        let (label, events_per_body, pace, seconds, with_ceiling) = match scenario {
-            Scenario::Single => (
-                "single event".to_owned(),
-                1,
-                Pace::ClosedLoop,
-                duration,
-                true,
-            ),
-            Scenario::Batch => (
-                format!("batch of {}", cli.batch_size),
-                cli.batch_size,
-                Pace::ClosedLoop,
-                duration,
-                true,
-            ),
-            Scenario::Rate => {
-                let rate = cli
-                    .rate
-                    .or(eye_single_rps.map(|r: f64| r / 2.0))
-                    .unwrap_or(5_000.0);
-                (
-                    format!("fixed rate {rate:.0}/s"),
+    for run in 0..cli.runs.max(1) {
+        if cli.runs > 1 {
+            eprintln!("== run {} of {}", run + 1, cli.runs);
+        }
+        for scenario in &cli.scenarios {
+            let (label, events_per_body, pace, seconds, with_ceiling) = match scenario {
+                Scenario::Single => (
+                    "single event".to_owned(),
                     1,
-                    Pace::FixedRate(rate),
+                    Pace::ClosedLoop,
                     duration,
+                    true,
+                ),
+                Scenario::Batch => (
+                    format!("batch of {}", cli.batch_size),
+                    cli.batch_size,
+                    Pace::ClosedLoop,
+                    duration,
+                    true,
+                ),
+                Scenario::Rate => {
+                    let rate = cli
+                        .rate
+                        .or(eye_single_rps.map(|r: f64| r / 2.0))
+                        .unwrap_or(5_000.0);
+                    (
+                        format!("fixed rate {rate:.0}/s"),
+                        1,
+                        Pace::FixedRate(rate),
+                        duration,
+                        false,
+                    )
+                }
+                Scenario::Sustained => (
+                    format!("sustained {} s", cli.sustained_duration),
+                    1,
+                    Pace::ClosedLoop,
+                    Duration::from_secs(cli.sustained_duration),
                     false,
-                )
+                ),
+            };
+            let bodies = load::bodies(
+                4096.min(200_000 / events_per_body).max(64),
+                events_per_body,
+                cli.sessions,
+            );
+            let mut ceiling_load = None;
+            if with_ceiling {
+                eprintln!(
+                    "== {label}: HTTP ceiling, {} connections, {:?}",
+                    cli.connections, seconds
+                );
+                let ceiling = ServerProcess::start_ceiling()?;
+                let spec = LoadSpec {
+                    address: ceiling.address,
+                    token: ceiling.token.clone(),
+                    bodies: bodies.clone(),
+                    events_per_body: events_per_body as u64,
+                    connections: cli.connections,
+                    duration: seconds,
+                    pace,
+                };
+                let result = load::run(spec).await?;
+                ceiling.stop();
+                ceiling_load = Some(result);
             }
-            Scenario::Sustained => (
-                format!("sustained {} s", cli.sustained_duration),
-                1,
-                Pace::ClosedLoop,
-                Duration::from_secs(cli.sustained_duration),
-                false,
-            ),
-        };
-        let bodies = load::bodies(
-            4096.min(200_000 / events_per_body).max(64),
-            events_per_body,
-            cli.sessions,
-        );
-        let mut ceiling_load = None;
-        if with_ceiling {
+
             eprintln!(
-                "== {label}: HTTP ceiling, {} connections, {:?}",
+                "== {label}: eye serve, {} connections, {:?}",
                 cli.connections, seconds
             );
-            let ceiling = ServerProcess::start_ceiling()?;
+            let server = ServerProcess::start_eye(&eye, &cli.extra)?;
             let spec = LoadSpec {
-                address: ceiling.address,
-                token: ceiling.token.clone(),
-                bodies: bodies.clone(),
+                address: server.address,
+                token: server.token.clone(),
+                bodies,
                 events_per_body: events_per_body as u64,
                 connections: cli.connections,
                 duration: seconds,
                 pace,
             };
+            let load_started = Instant::now();
             let result = load::run(spec).await?;
-            ceiling.stop();
-            ceiling_load = Some(result);
-        }
-
-        eprintln!(
-            "== {label}: eye serve, {} connections, {:?}",
-            cli.connections, seconds
-        );
-        let server = ServerProcess::start_eye(&eye, &cli.extra)?;
-        let spec = LoadSpec {
-            address: server.address,
-            token: server.token.clone(),
-            bodies,
-            events_per_body: events_per_body as u64,
-            connections: cli.connections,
-            duration: seconds,
-            pace,
-        };
-        let load_started = Instant::now();
-        let result = load::run(spec).await?;
-        let load_ended = Instant::now();
-        if *scenario == Scenario::Single {
-            eye_single_rps = Some(result.requests_per_second());
-        }
-        let at_end = scrape(server.address).await?;
-        // Wait (bounded) for the worker to store everything that was accepted.
-        let mut drained_after = None;
-        let mut last = at_end.clone();
-        let drain_deadline = load_ended + Duration::from_secs(120);
-        while Instant::now() < drain_deadline {
-            last = scrape(server.address).await?;
-            if last.stored + last.errors >= last.accepted {
-                drained_after = Some(load_ended.elapsed());
-                break;
+            let load_ended = Instant::now();
+            if *scenario == Scenario::Single {
+                eye_single_rps = Some(result.requests_per_second());
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let stored_window = load_started.elapsed().as_secs_f64();
-        let figures = EyeFigures {
-            lag_p50_ms: last.lag_quantile_ms(0.5),
-            lag_p99_ms: last.lag_quantile_ms(0.99),
-            stored_per_second: last.stored / stored_window,
-            drained_after,
-            peak_memory_mb: server.peak_memory_bytes().map(|b| b as f64 / 1_048_576.0),
-            lost: (last.accepted - last.stored - last.errors).max(0.0),
-        };
-        server.stop();
-        if result.accepted_requests == 0 {
-            failures.push(format!("{label}: the server accepted nothing"));
-        }
-        if figures.drained_after.is_none() {
-            failures.push(format!(
-                "{label}: {} accepted events not stored within 120 s",
-                figures.lost
-            ));
-        }
-        if (last.accepted - result.accepted_events as f64).abs() > 0.5 {
-            failures.push(format!(
-                "{label}: the server counted {} accepted events, the client {}",
-                last.accepted, result.accepted_events
-            ));
-        }
-        let ceiling_ratio = ceiling_load
-            .as_ref()
-            .map(|c| result.events_per_second() / c.events_per_second());
-        if let Some(ceiling) = ceiling_load {
+            let at_end = scrape(server.address).await?;
+            // Wait (bounded) for the worker to store everything that was accepted.
+            let mut drained_after = None;
+            let mut last = at_end.clone();
+            let drain_deadline = load_ended + Duration::from_secs(120);
+            while Instant::now() < drain_deadline {
+                last = scrape(server.address).await?;
+                if last.stored + last.errors >= last.accepted {
+                    drained_after = Some(load_ended.elapsed());
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let stored_window = load_started.elapsed().as_secs_f64();
+            let figures = EyeFigures {
+                lag_p50_ms: last.lag_quantile_ms(0.5),
+                lag_p99_ms: last.lag_quantile_ms(0.99),
+                stored_per_second: last.stored / stored_window,
+                drained_after,
+                peak_memory_mb: server.peak_memory_bytes().map(|b| b as f64 / 1_048_576.0),
+                lost: (last.accepted - last.stored - last.errors).max(0.0),
+            };
+            server.stop();
+            if result.accepted_requests == 0 {
+                failures.push(format!("{label}: the server accepted nothing"));
+            }
+            if figures.drained_after.is_none() {
+                failures.push(format!(
+                    "{label}: {} accepted events not stored within 120 s",
+                    figures.lost
+                ));
+            }
+            if (last.accepted - result.accepted_events as f64).abs() > 0.5 {
+                failures.push(format!(
+                    "{label}: the server counted {} accepted events, the client {}",
+                    last.accepted, result.accepted_events
+                ));
+            }
+            let ceiling_ratio = ceiling_load
+                .as_ref()
+                .map(|c| result.events_per_second() / c.events_per_second());
+            if let Some(ceiling) = ceiling_load {
+                rows.push(Row {
+                    scenario: label.clone(),
+                    target: "ceiling",
+                    load: ceiling,
+                    ceiling_ratio: None,
+                    eye: None,
+                });
+            }
             rows.push(Row {
-                scenario: label.clone(),
-                target: "ceiling",
-                load: ceiling,
-                ceiling_ratio: None,
-                eye: None,
+                scenario: label,
+                target: "eye",
+                load: result,
+                ceiling_ratio,
+                eye: Some(figures),
             });
         }
-        rows.push(Row {
-            scenario: label,
-            target: "eye",
-            load: result,
-            ceiling_ratio,
-            eye: Some(figures),
-        });
     }
     println!("{}", table(&rows, &cli));
     if !failures.is_empty() {
@@ -295,21 +303,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn table(rows: &[Row], cli: &Cli) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "connections: {}, sessions: {}, cores: {}",
-        cli.connections,
-        cli.sessions,
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    out.push_str(
-        "\n| scenario | server | req/s | events/s | x ceiling | p50 ms | p99 ms | p99.9 ms | non-2xx | lag p50 ms | lag p99 ms | stored ev/s | drained after | peak RSS MB |\n",
-    );
-    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|\n");
-    for row in rows {
+/// One table row's figures; with several runs, each is the median over the runs.
+struct Cells {
+    scenario: String,
+    target: &'static str,
+    numbers: [Option<f64>; 11],
+    non_2xx: String,
+    not_drained: bool,
+}
+
+impl Cells {
+    fn of(row: &Row) -> Self {
         let load = &row.load;
+        let eye = row.eye.as_ref();
         let non_2xx = if load.non_2xx.is_empty() {
             "0".to_owned()
         } else {
@@ -319,37 +325,103 @@ fn table(rows: &[Row], cli: &Cli) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let opt =
-            |v: Option<f64>, digits: usize| v.map_or("-".to_owned(), |v| format!("{v:.digits$}"));
-        let (lag50, lag99, stored, drained, memory) = match &row.eye {
-            Some(e) => (
-                opt(e.lag_p50_ms, 1),
-                opt(e.lag_p99_ms, 1),
-                format!("{:.0}", e.stored_per_second),
-                e.drained_after.map_or("not drained".to_owned(), |d| {
-                    format!("{:.2} s", d.as_secs_f64())
-                }),
-                opt(e.peak_memory_mb, 0),
-            ),
-            None => ("-".into(), "-".into(), "-".into(), "-".into(), "-".into()),
+        Cells {
+            scenario: row.scenario.clone(),
+            target: row.target,
+            numbers: [
+                Some(load.requests_per_second()),
+                Some(load.events_per_second()),
+                row.ceiling_ratio,
+                Some(load.percentile_ms(0.5)),
+                Some(load.percentile_ms(0.99)),
+                Some(load.percentile_ms(0.999)),
+                eye.and_then(|e| e.lag_p50_ms),
+                eye.and_then(|e| e.lag_p99_ms),
+                eye.map(|e| e.stored_per_second),
+                eye.and_then(|e| e.drained_after.map(|d| d.as_secs_f64())),
+                eye.and_then(|e| e.peak_memory_mb),
+            ],
+            non_2xx,
+            not_drained: eye.is_some_and(|e| e.drained_after.is_none()),
+        }
+    }
+
+    /// The median of each figure over runs of the same scenario and server.
+    fn median(runs: &[Cells]) -> Cells {
+        let mut numbers = [None; 11];
+        for (i, number) in numbers.iter_mut().enumerate() {
+            let mut values: Vec<f64> = runs.iter().filter_map(|c| c.numbers[i]).collect();
+            values.sort_by(f64::total_cmp);
+            *number = values.get(values.len() / 2).copied();
+        }
+        Cells {
+            scenario: runs[0].scenario.clone(),
+            target: runs[0].target,
+            numbers,
+            non_2xx: runs
+                .iter()
+                .map(|c| c.non_2xx.as_str())
+                .collect::<Vec<_>>()
+                .join(" / "),
+            not_drained: runs.iter().any(|c| c.not_drained),
+        }
+    }
+}
+
+fn table(rows: &[Row], cli: &Cli) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "connections: {}, sessions: {}, cores: {}, runs: {}{}",
+        cli.connections,
+        cli.sessions,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cli.runs,
+        if cli.runs > 1 {
+            " (medians; each ratio is taken within its run)"
+        } else {
+            ""
+        }
+    );
+    out.push_str(
+        "\n| scenario | server | req/s | events/s | x ceiling | p50 ms | p99 ms | p99.9 ms | non-2xx | lag p50 ms | lag p99 ms | stored ev/s | drained after | peak RSS MB |\n",
+    );
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|\n");
+    // Rows come run after run in the same order; row i of each run is the same scenario.
+    let per_run = rows.len() / cli.runs.max(1);
+    for i in 0..per_run {
+        let runs: Vec<Cells> = rows
+            .iter()
+            .skip(i)
+            .step_by(per_run.max(1))
+            .map(Cells::of)
+            .collect();
+        let cells = Cells::median(&runs);
+        let n = |i: usize, digits: usize| {
+            cells.numbers[i].map_or("-".to_owned(), |v| format!("{v:.digits$}"))
+        };
+        let drained = if cells.not_drained {
+            "not drained".to_owned()
+        } else {
+            cells.numbers[9].map_or("-".to_owned(), |v| format!("{v:.2} s"))
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} |",
-            row.scenario,
-            row.target,
-            load.requests_per_second(),
-            load.events_per_second(),
-            opt(row.ceiling_ratio, 2),
-            load.percentile_ms(0.5),
-            load.percentile_ms(0.99),
-            load.percentile_ms(0.999),
-            non_2xx,
-            lag50,
-            lag99,
-            stored,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            cells.scenario,
+            cells.target,
+            n(0, 0),
+            n(1, 0),
+            n(2, 2),
+            n(3, 2),
+            n(4, 2),
+            n(5, 2),
+            cells.non_2xx,
+            n(6, 1),
+            n(7, 1),
+            n(8, 0),
             drained,
-            memory,
+            n(10, 0),
         );
     }
     out
