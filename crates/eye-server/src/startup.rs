@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn(error::catch_panic))
         .with_state(state)
 }
 
