@@ -37,7 +37,7 @@ pub async fn run(events: usize, batch: usize, sessions: usize) -> anyhow::Result
             })
             .collect();
         let t = Instant::now();
-        let outcome = store.write(processed).await?;
+        let outcome = store.write(std::sync::Arc::new(processed)).await?;
         timings.push(t.elapsed());
         anyhow::ensure!(
             outcome.stored as usize == n,

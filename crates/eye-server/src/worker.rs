@@ -47,25 +47,8 @@ impl Worker {
                 fetched = self.queue.fetch(self.batch_size, Duration::from_millis(500)) => fetched,
             };
             let step = match fetched {
-                Ok(mut deliveries) => {
-                    let events: usize = deliveries.iter().map(|d| d.events as usize).sum();
-                    if !deliveries.is_empty() && events < self.batch_size && !self.linger.is_zero()
-                    {
-                        tokio::select! {
-                            _ = stop.changed() => {}
-                            _ = tokio::time::sleep(self.linger) => {}
-                        }
-                        match self
-                            .queue
-                            .fetch(self.batch_size - events, Duration::ZERO)
-                            .await
-                        {
-                            Ok(more) => deliveries.extend(more),
-                            Err(error) => {
-                                tracing::warn!(%error, "fetching more for a lingering batch")
-                            }
-                        }
-                    }
+                Ok(deliveries) => {
+                    let deliveries = self.linger_for_more(deliveries, &mut stop).await;
                     self.execute(deliveries).await
                 }
                 Err(error) => Err(error.into()),
@@ -80,6 +63,32 @@ impl Worker {
         }
     }
 
+    /// Tops up a batch smaller than `batch_size` with what arrives within `linger` (a
+    /// stop cuts the wait short). A failure to fetch more keeps what was fetched.
+    async fn linger_for_more(
+        &self,
+        mut deliveries: Vec<Delivery>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Vec<Delivery> {
+        let events: usize = deliveries.iter().map(|d| d.events as usize).sum();
+        if deliveries.is_empty() || events >= self.batch_size || self.linger.is_zero() {
+            return deliveries;
+        }
+        tokio::select! {
+            _ = stop.changed() => {}
+            _ = tokio::time::sleep(self.linger) => {}
+        }
+        match self
+            .queue
+            .fetch(self.batch_size - events, Duration::ZERO)
+            .await
+        {
+            Ok(more) => deliveries.extend(more),
+            Err(error) => tracing::warn!(%error, "fetching more for a lingering batch"),
+        }
+        deliveries
+    }
+
     /// Fetches one batch (waiting up to `wait`), stores it and acknowledges it.
     pub async fn try_execute_task(&self, wait: Duration) -> anyhow::Result<ExecutionOutcome> {
         let deliveries = self.queue.fetch(self.batch_size, wait).await?;
@@ -90,11 +99,11 @@ impl Worker {
         if deliveries.is_empty() {
             return Ok(ExecutionOutcome::EmptyQueue);
         }
-        let batch = self.process(&deliveries);
+        let batch = Arc::new(self.process(&deliveries));
         let mut backoff = Duration::from_millis(50);
         let outcome = loop {
             let started = std::time::Instant::now();
-            match self.store.write(batch.clone()).await {
+            match self.store.write(Arc::clone(&batch)).await {
                 Ok(outcome) => {
                     self.record(&batch, outcome, started.elapsed());
                     break outcome;

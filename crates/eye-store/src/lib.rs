@@ -164,8 +164,9 @@ pub struct TokenGrant {
 
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Writes one worker batch in one transaction.
-    async fn write(&self, batch: Vec<Processed>) -> Result<WriteOutcome>;
+    /// Writes one worker batch in one transaction. The batch is shared, not moved, so
+    /// that a caller retrying after a failure does not copy it.
+    async fn write(&self, batch: std::sync::Arc<Vec<Processed>>) -> Result<WriteOutcome>;
 
     async fn events(&self, query: EventQuery) -> Result<Page<StoredEvent>>;
     async fn session(&self, session_id: &str) -> Result<Option<SessionSummary>>;

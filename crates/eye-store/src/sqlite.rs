@@ -426,7 +426,7 @@ fn app_from_row(row: &Row<'_>) -> rusqlite::Result<App> {
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
-    async fn write(&self, batch: Vec<Processed>) -> Result<WriteOutcome> {
+    async fn write(&self, batch: Arc<Vec<Processed>>) -> Result<WriteOutcome> {
         self.write_with(move |conn| write_batch(conn, &batch)).await
     }
 
