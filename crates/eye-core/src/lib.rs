@@ -5,12 +5,14 @@
 pub mod auth;
 pub mod event;
 pub mod ids;
+pub mod limits;
 pub mod message;
 pub mod reason;
+pub mod schema;
 pub mod timestamp;
 pub mod validate;
 
 pub use event::{EventType, IncomingEvent, SessionId};
 pub use message::{Body, Envelope};
-pub use reason::Rejection;
+pub use reason::{Rejection, Violation};
 pub use timestamp::Timestamp;

@@ -1,0 +1,29 @@
+//! How an event type's schema applies to its events.
+
+/// `enforce`: a payload that violates the schema makes the event an error.
+/// `shadow`: the event is stored anyway and the violations are recorded as a warning,
+/// so a new schema can be tried on live traffic without losing events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaMode {
+    #[default]
+    Enforce,
+    Shadow,
+}
+
+impl SchemaMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchemaMode::Enforce => "enforce",
+            SchemaMode::Shadow => "shadow",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "enforce" => Some(SchemaMode::Enforce),
+            "shadow" => Some(SchemaMode::Shadow),
+            _ => None,
+        }
+    }
+}
