@@ -33,6 +33,8 @@ pub async fn run(events: usize, batch: usize, sessions: usize) -> anyhow::Result
                     app_id: app.id,
                     received_at: 0,
                     event: IncomingEvent::parse(&raw).expect("valid event"),
+                    schema_version: Some(1),
+                    warning: None,
                 }
             })
             .collect();

@@ -1,4 +1,6 @@
-//! How an event type's schema applies to its events.
+//! Event types in the registry, and how a type's schema applies to its events.
+
+use crate::event::EventType;
 
 /// `enforce`: a payload that violates the schema makes the event an error.
 /// `shadow`: the event is stored anyway and the violations are recorded as a warning,
@@ -26,4 +28,14 @@ impl SchemaMode {
             _ => None,
         }
     }
+}
+
+/// A registered event type as the store has it now: what the workers check against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActiveType {
+    pub event_type: EventType,
+    pub mode: SchemaMode,
+    /// The current schema version and its JSON text; `None` when the type is
+    /// registered without one.
+    pub schema: Option<(i64, String)>,
 }

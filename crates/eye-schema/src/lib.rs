@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use eye_core::reason::{MAX_VIOLATIONS, Violation};
+pub use eye_core::schema::ActiveType;
 use eye_core::schema::SchemaMode;
 use eye_core::{EventType, Rejection};
 use jsonschema::Validator;
@@ -61,15 +62,6 @@ pub fn compile(schema: &Value) -> Result<Validator, InvalidSchema> {
     })
 }
 
-/// A registered event type as the store has it now.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ActiveType {
-    pub event_type: EventType,
-    pub mode: SchemaMode,
-    /// The current schema; `None` when the type is registered without one.
-    pub schema: Option<(i64, String)>,
-}
-
 /// The result of checking one event's payload.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Check {
@@ -105,6 +97,7 @@ struct State {
     types: HashMap<EventType, Entry>,
     compiled: HashMap<(EventType, i64), Arc<Validator>>,
     loaded_at: Option<Instant>,
+    ever_loaded: bool,
 }
 
 pub struct Registry {
@@ -124,6 +117,11 @@ impl Registry {
     pub fn is_stale(&self, max_age: Duration) -> bool {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         state.loaded_at.is_none_or(|at| at.elapsed() >= max_age)
+    }
+
+    /// False until the first [`Registry::load`]: until then nothing can be checked.
+    pub fn ever_loaded(&self) -> bool {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).ever_loaded
     }
 
     /// Makes the next [`Registry::is_stale`] true, so that a change made by this
@@ -194,6 +192,7 @@ impl Registry {
         state.types = fresh;
         state.compiled = compiled;
         state.loaded_at = Some(Instant::now());
+        state.ever_loaded = true;
     }
 
     /// Checks one payload against its type's current schema.

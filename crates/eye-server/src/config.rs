@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use eye_core::limits::PayloadLimits;
+use eye_schema::UnknownTypePolicy;
 
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -28,6 +30,12 @@ pub struct Settings {
     pub worker_linger_ms: u64,
     /// How long a graceful shutdown may take (milliseconds) before the process exits.
     pub shutdown_timeout_ms: u64,
+    /// Largest event payload (`data`), in bytes of JSON text.
+    pub max_payload_bytes: usize,
+    /// Deepest nesting of objects and arrays in an event payload.
+    pub max_payload_depth: usize,
+    /// What happens to events of a type that is not registered: `accept` or `reject`.
+    pub unknown_event_types: UnknownTypePolicy,
 }
 
 impl Default for Settings {
@@ -42,6 +50,9 @@ impl Default for Settings {
             worker_batch_size: 10_000,
             worker_linger_ms: 100,
             shutdown_timeout_ms: 10_000,
+            max_payload_bytes: 32 * 1024,
+            max_payload_depth: 32,
+            unknown_event_types: UnknownTypePolicy::Accept,
         }
     }
 }
@@ -63,6 +74,17 @@ impl Settings {
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 
+    pub fn payload_limits(&self) -> PayloadLimits {
+        PayloadLimits {
+            max_bytes: self.max_payload_bytes,
+            max_depth: self.max_payload_depth,
+        }
+    }
+
+    pub fn clock_skew_micros(&self) -> i64 {
+        i64::try_from(self.clock_skew_ms.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+
     /// Refuses settings that cannot work, naming the setting to change.
     pub fn check(&self) -> anyhow::Result<()> {
         if self.max_batch_events == 0 {
@@ -73,6 +95,12 @@ impl Settings {
         }
         if self.worker_batch_size == 0 {
             bail!("worker_batch_size (EYE_WORKER_BATCH_SIZE) must be at least 1");
+        }
+        if self.max_payload_bytes < 2 {
+            bail!("max_payload_bytes (EYE_MAX_PAYLOAD_BYTES) must be at least 2");
+        }
+        if !(1..=100).contains(&self.max_payload_depth) {
+            bail!("max_payload_depth (EYE_MAX_PAYLOAD_DEPTH) must be from 1 to 100");
         }
         if self.queue_max_depth == 0 {
             bail!("queue_max_depth (EYE_QUEUE_MAX_DEPTH) must be at least 1");

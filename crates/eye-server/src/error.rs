@@ -76,7 +76,19 @@ impl IntoResponse for ApiError {
 
 impl From<eye_store::StoreError> for ApiError {
     fn from(error: eye_store::StoreError) -> Self {
-        ApiError::internal(error)
+        use eye_store::StoreError;
+        match error {
+            StoreError::NotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", error.to_string())
+            }
+            StoreError::Conflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string())
+            }
+            StoreError::InvalidState(_) => {
+                ApiError::new(StatusCode::CONFLICT, "invalid_state", error.to_string())
+            }
+            other => ApiError::internal(other),
+        }
     }
 }
 

@@ -1,8 +1,10 @@
 //! The Eye's server: HTTP API (`routes`), authentication (`auth`), the worker that
 //! moves events from the queue to the store (`worker`), configuration (`config`) and
-//! metrics (`telemetry`) and the wiring of all of it (`startup`). Only this crate knows HTTP.
+//! metrics (`telemetry`), the checks shared by the worker and reprocessing
+//! (`checker`) and the wiring of all of it (`startup`). Only this crate knows HTTP.
 
 pub mod auth;
+pub mod checker;
 pub mod config;
 pub mod error;
 pub mod routes;

@@ -10,14 +10,16 @@ use anyhow::Context;
 use axum::Router;
 use axum::routing::{get, post};
 use eye_queue::{EmbeddedQueue, Queue};
+use eye_schema::Registry;
 use eye_store::{SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::Authenticator;
+use crate::checker::Checker;
 use crate::config::Settings;
 use crate::error;
-use crate::routes::{errors, events, health, ingest, sessions};
+use crate::routes::{errors, event_types, events, health, ingest, sessions};
 use crate::telemetry::{self, Metrics};
 use crate::worker::Worker;
 
@@ -45,6 +47,8 @@ pub struct Shared {
     pub queue: Arc<dyn Queue>,
     pub auth: Arc<Authenticator>,
     pub metrics: Arc<Metrics>,
+    /// The checks and the schema registry, shared with the worker.
+    pub checker: Arc<Checker>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -59,6 +63,18 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/sessions/{id}", get(sessions::get_session))
         .route("/errors", get(errors::list_errors))
+        .route("/errors/summary", get(errors::error_summary))
+        .route("/errors/reprocess", post(errors::reprocess_errors))
+        .route("/errors/{id}", get(errors::get_error))
+        .route("/errors/{id}/dismiss", post(errors::dismiss_error))
+        .route("/event-types", get(event_types::list_types))
+        .route("/event-types/{category}/{name}", get(event_types::get_type))
+        .route(
+            "/event-types/{category}/{name}/schema",
+            get(event_types::get_schema)
+                .put(event_types::put_schema)
+                .delete(event_types::delete_schema),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(telemetry::render_metrics))
@@ -99,18 +115,30 @@ impl Application {
             )
         })?;
         let metrics = Metrics::new();
+        let checker = Arc::new(Checker {
+            registry: Arc::new(Registry::new(settings.unknown_event_types)),
+            store: store.clone(),
+            limits: settings.payload_limits(),
+            clock_skew_micros: settings.clock_skew_micros(),
+        });
+        // Load the registry now, so that a store that cannot give it fails the start
+        // rather than the first batch.
+        checker
+            .refresh_if_stale()
+            .await
+            .context("loading the schema registry")?;
         let worker = Worker {
             metrics: metrics.clone(),
             queue: queue.clone(),
             store: store.clone(),
             batch_size: settings.worker_batch_size,
             linger: Duration::from_millis(settings.worker_linger_ms),
-            clock_skew_micros: i64::try_from(settings.clock_skew_ms.saturating_mul(1000))
-                .unwrap_or(i64::MAX),
+            checker: checker.clone(),
         };
         let state = AppState::new(Shared {
             auth: Arc::new(Authenticator::new(store.clone())),
             metrics,
+            checker,
             settings: Arc::new(settings),
             store,
             queue: queue.clone(),

@@ -28,11 +28,18 @@ pub struct RequestLabels {
 
 /// The routes as labels. Static strings keep the per-request bookkeeping free of
 /// allocations, and a fixed set keeps the label cardinality bounded.
-const ROUTES: [&str; 8] = [
+const ROUTES: [&str; 15] = [
     "/events",
     "/events/",
     "/sessions/{id}",
     "/errors",
+    "/errors/summary",
+    "/errors/reprocess",
+    "/errors/{id}",
+    "/errors/{id}/dismiss",
+    "/event-types",
+    "/event-types/{category}/{name}",
+    "/event-types/{category}/{name}/schema",
     "/healthz",
     "/readyz",
     "/metrics",
@@ -69,6 +76,8 @@ pub struct Metrics {
     pub events_stored: Counter,
     pub events_duplicate: Counter,
     pub errors_recorded: Counter,
+    pub warnings_recorded: Counter,
+    pub errors_reprocessed: Counter,
     pub queue_depth: Gauge,
     pub resident_memory: Gauge,
     pub requests: Family<RequestLabels, Histogram>,
@@ -85,6 +94,8 @@ impl Metrics {
         let events_stored = Counter::default();
         let events_duplicate = Counter::default();
         let errors_recorded = Counter::default();
+        let warnings_recorded = Counter::default();
+        let errors_reprocessed = Counter::default();
         let queue_depth = Gauge::default();
         let resident_memory = Gauge::default();
         // 50 µs to ~13 s: covers a cached 202 and a stalled disk alike.
@@ -118,6 +129,16 @@ impl Metrics {
             "eye_errors_recorded",
             "Records written to the error store",
             errors_recorded.clone(),
+        );
+        registry.register(
+            "eye_warnings_recorded",
+            "Shadow-mode schema violations recorded for events that were stored",
+            warnings_recorded.clone(),
+        );
+        registry.register(
+            "eye_errors_reprocessed",
+            "Errors that became events after a reprocess",
+            errors_reprocessed.clone(),
         );
         registry.register(
             "eye_queue_depth",
@@ -156,6 +177,8 @@ impl Metrics {
             events_stored,
             events_duplicate,
             errors_recorded,
+            warnings_recorded,
+            errors_reprocessed,
             queue_depth,
             resident_memory,
             requests,

@@ -8,12 +8,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use eye_core::validate::check_not_in_future;
-use eye_core::{Body, Envelope, Rejection};
+use eye_core::{Body, Envelope};
 use eye_queue::{Delivery, Queue};
 use eye_store::{Processed, Store, WriteOutcome};
 use tokio::sync::watch;
 
+use crate::checker::Checker;
 use crate::telemetry::Metrics;
 
 pub struct Worker {
@@ -26,7 +26,8 @@ pub struct Worker {
     /// up should still commit thousands of events at a time: lingering 100 ms doubles
     /// the store's throughput for 100 ms of lag.
     pub linger: Duration,
-    pub clock_skew_micros: i64,
+    /// The future-timestamp rule and the schemas.
+    pub checker: Arc<Checker>,
 }
 
 /// What one step did.
@@ -99,6 +100,15 @@ impl Worker {
         if deliveries.is_empty() {
             return Ok(ExecutionOutcome::EmptyQueue);
         }
+        // A batch once fetched is never given up (the queue would not deliver it again
+        // before a restart): a registry that cannot be loaded is retried like a store
+        // that cannot be written.
+        let mut backoff = Duration::from_millis(50);
+        while let Err(error) = self.checker.refresh_if_stale().await {
+            tracing::error!(error = format!("{error:#}"), "schema registry unavailable; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
         let batch = Arc::new(self.process(&deliveries));
         let mut backoff = Duration::from_millis(50);
         let outcome = loop {
@@ -125,6 +135,7 @@ impl Worker {
         metrics.events_stored.inc_by(outcome.stored);
         metrics.events_duplicate.inc_by(outcome.duplicates);
         metrics.errors_recorded.inc_by(outcome.errors);
+        metrics.warnings_recorded.inc_by(outcome.warnings);
         metrics.worker_batch_events.observe(batch.len() as f64);
         metrics.store_write_seconds.observe(took.as_secs_f64());
         let now = eye_core::Timestamp::now().as_micros();
@@ -166,17 +177,7 @@ impl Worker {
             body,
         } = envelope;
         match body {
-            Body::Event(event) => {
-                match check_not_in_future(&event, received_at, self.clock_skew_micros) {
-                    Ok(()) => Processed::Event {
-                        id,
-                        app_id,
-                        received_at,
-                        event,
-                    },
-                    Err(rejection) => error_for(id, app_id, received_at, rejection, event),
-                }
-            }
+            Body::Event(event) => self.checker.check(id, app_id, received_at, event),
             Body::Rejected { rejection, raw } => Processed::Error {
                 id,
                 app_id,
@@ -186,22 +187,5 @@ impl Worker {
                 event: None,
             },
         }
-    }
-}
-
-fn error_for(
-    id: uuid::Uuid,
-    app_id: i64,
-    received_at: i64,
-    rejection: Rejection,
-    event: eye_core::IncomingEvent,
-) -> Processed {
-    Processed::Error {
-        id,
-        app_id,
-        received_at,
-        rejection,
-        raw: event.to_wire().to_string(),
-        event: Some(event),
     }
 }

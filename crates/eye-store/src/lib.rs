@@ -8,7 +8,9 @@
 //! error record is keyed by the id of the message that produced it.
 
 use eye_core::auth::{Scope, TokenHash};
-use eye_core::{IncomingEvent, Rejection, Timestamp};
+use eye_core::reason::Violation;
+use eye_core::schema::{ActiveType, SchemaMode};
+use eye_core::{EventType, IncomingEvent, Rejection, Timestamp};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -29,6 +31,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0} not found")]
     NotFound(String),
+    /// The request is valid but not in the record's present state.
+    #[error("{0}")]
+    InvalidState(String),
     #[error("store task failed: {0}")]
     Task(String),
     #[error("store IO failed: {0}")]
@@ -45,6 +50,12 @@ pub enum Processed {
         app_id: i64,
         received_at: i64,
         event: IncomingEvent,
+        /// The schema version the payload was checked against; `None` when its type
+        /// has no schema.
+        schema_version: Option<i64>,
+        /// Violations found in shadow mode: the event is stored, and this is recorded
+        /// as an error with status `warning`.
+        warning: Option<Rejection>,
     },
     Error {
         id: Uuid,
@@ -64,6 +75,8 @@ pub struct WriteOutcome {
     /// Events whose id was already stored: redeliveries and resent client ids.
     pub duplicates: u64,
     pub errors: u64,
+    /// Shadow-mode warnings recorded for stored events.
+    pub warnings: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -101,6 +114,9 @@ pub struct StoredEvent {
     pub received_at: Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sent_at: Option<Timestamp>,
+    /// The schema version the payload was checked against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<i64>,
     #[serde(skip)]
     pub cursor: Cursor,
 }
@@ -121,12 +137,161 @@ pub struct SessionSummary {
     pub apps: Vec<String>,
 }
 
+/// Which errors: every given field must match. Times are inclusive at `from`,
+/// exclusive at `to`, and apply to when the event was received.
+#[derive(Debug, Clone, Default)]
+pub struct ErrorFilter {
+    pub reason: Option<String>,
+    pub category: Option<String>,
+    pub name: Option<String>,
+    /// An application's name, or its numeric id.
+    pub app: Option<String>,
+    pub status: Option<ErrorStatus>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ErrorQuery {
-    pub reason: Option<String>,
+    pub filter: ErrorFilter,
     pub limit: u32,
     /// Errors are listed newest first; this is the id of the last one seen.
     pub before_id: Option<i64>,
+}
+
+/// Where an error record is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorStatus {
+    /// Refused, waiting for a fix and a reprocess (or a dismissal).
+    Open,
+    /// Became an event after a reprocess.
+    Reprocessed,
+    /// An operator decided it needs nothing more.
+    Dismissed,
+    /// A shadow-mode violation of an event that was stored anyway.
+    Warning,
+}
+
+impl ErrorStatus {
+    pub const ALL: [ErrorStatus; 4] = [
+        ErrorStatus::Open,
+        ErrorStatus::Reprocessed,
+        ErrorStatus::Dismissed,
+        ErrorStatus::Warning,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorStatus::Open => "open",
+            ErrorStatus::Reprocessed => "reprocessed",
+            ErrorStatus::Dismissed => "dismissed",
+            ErrorStatus::Warning => "warning",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// How an error is named in a request: the `error_id` the ingest answer gave (a
+/// UUID, the id the event would have had), or the record's number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKey {
+    EventId(Uuid),
+    Number(i64),
+}
+
+impl ErrorKey {
+    pub fn parse(text: &str) -> Option<Self> {
+        if let Ok(id) = Uuid::parse_str(text) {
+            return Some(ErrorKey::EventId(id));
+        }
+        text.parse().ok().map(ErrorKey::Number)
+    }
+}
+
+/// Error counts over a time range, by reason and event type, overall and per hour.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorSummary {
+    pub total: i64,
+    pub by_reason_and_type: Vec<ErrorCount>,
+    pub hourly: Vec<HourlyErrorCount>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorCount {
+    pub reason: String,
+    pub category: Option<String>,
+    pub name: Option<String>,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HourlyErrorCount {
+    /// The start of the hour.
+    pub hour: Timestamp,
+    pub reason: String,
+    pub category: Option<String>,
+    pub name: Option<String>,
+    pub count: i64,
+}
+
+/// An open error as a reprocess reads it.
+#[derive(Debug, Clone)]
+pub struct OpenError {
+    pub id: i64,
+    pub event_id: Uuid,
+    pub app_id: i64,
+    pub received_at: i64,
+    pub raw: String,
+}
+
+/// What a reprocess decided about one open error.
+#[derive(Debug, Clone)]
+pub enum Resolution {
+    /// It is valid now: store `event` (a [`Processed::Event`] with the error's event
+    /// id) and mark the error `reprocessed`, in one transaction.
+    Fixed { error_id: i64, event: Processed },
+    /// Still invalid: it stays open with this (possibly new) reason.
+    StillInvalid { error_id: i64, rejection: Rejection },
+}
+
+/// What applying resolutions did. An error that was no longer open (dismissed or
+/// reprocessed by someone else meanwhile) is counted in neither.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ReprocessOutcome {
+    pub reprocessed: u64,
+    pub still_invalid: u64,
+}
+
+/// A registered or seen event type, with its schema versions and its stored events.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventTypeInfo {
+    pub category: String,
+    pub name: String,
+    /// False for a type that has events but no registry entry.
+    pub registered: bool,
+    pub mode: SchemaMode,
+    /// The current schema version; `None` without a schema.
+    pub schema_version: Option<i64>,
+    /// Every version ever set, oldest first.
+    pub versions: Vec<i64>,
+    pub event_count: i64,
+}
+
+/// One version of a type's schema.
+#[derive(Debug, Clone, Serialize)]
+pub struct SchemaRecord {
+    pub category: String,
+    pub name: String,
+    pub version: i64,
+    pub mode: SchemaMode,
+    /// Whether this is the version new events are checked against.
+    pub current: bool,
+    pub schema: Box<RawValue>,
+    pub created_at: Timestamp,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -138,10 +303,20 @@ pub struct ErrorRecord {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<Violation>,
     pub raw: Box<RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub received_at: Timestamp,
     pub recorded_at: Timestamp,
-    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Timestamp>,
+    pub status: ErrorStatus,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -171,6 +346,46 @@ pub trait Store: Send + Sync + 'static {
     async fn events(&self, query: EventQuery) -> Result<Page<StoredEvent>>;
     async fn session(&self, session_id: &str) -> Result<Option<SessionSummary>>;
     async fn errors(&self, query: ErrorQuery) -> Result<Page<ErrorRecord>>;
+    async fn error(&self, key: ErrorKey) -> Result<Option<ErrorRecord>>;
+    async fn error_summary(&self, filter: ErrorFilter) -> Result<ErrorSummary>;
+    /// Sets an error's status to `dismissed`; `NotFound` when there is no such error.
+    async fn dismiss_error(&self, key: ErrorKey) -> Result<ErrorRecord>;
+    /// Up to `limit` open errors matching `filter` with a number above `after_id`,
+    /// oldest first.
+    async fn open_errors(
+        &self,
+        filter: ErrorFilter,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<OpenError>>;
+    /// Applies reprocess decisions in one transaction; each applies only to an error
+    /// that is still open, so running a reprocess twice stores nothing twice.
+    async fn resolve_errors(&self, resolutions: Vec<Resolution>) -> Result<ReprocessOutcome>;
+
+    /// The registry as workers need it: every registered type with its current schema.
+    async fn active_types(&self) -> Result<Vec<ActiveType>>;
+    /// Registered types and types that have events, by category and name.
+    async fn event_types(&self) -> Result<Vec<EventTypeInfo>>;
+    async fn event_type(&self, event_type: &EventType) -> Result<Option<EventTypeInfo>>;
+    /// One version of a type's schema, the current one when `version` is `None`.
+    async fn schema(
+        &self,
+        event_type: &EventType,
+        version: Option<i64>,
+    ) -> Result<Option<SchemaRecord>>;
+    /// Makes `schema` (JSON text, already checked to compile) the type's current schema,
+    /// registering the type if needed. A schema identical to the current one adds no
+    /// version; `mode` (when given) applies either way. Returns the current record and
+    /// whether a version was added.
+    async fn put_schema(
+        &self,
+        event_type: &EventType,
+        schema: String,
+        mode: Option<SchemaMode>,
+    ) -> Result<(SchemaRecord, bool)>;
+    /// Removes the type's current schema (its versions are kept): its events are no
+    /// longer checked. `NotFound` when it has none.
+    async fn delete_schema(&self, event_type: &EventType) -> Result<()>;
 
     /// Looks a token up by its hash; `None` when unknown or revoked.
     async fn authenticate(&self, hash: TokenHash) -> Result<Option<TokenGrant>>;

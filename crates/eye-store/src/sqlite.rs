@@ -18,12 +18,23 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use eye_core::EventType;
+use eye_core::schema::{ActiveType, SchemaMode};
+
 use crate::{
-    App, Cursor, ErrorQuery, ErrorRecord, EventQuery, Order, Page, Processed, Result,
-    SessionSummary, Store, StoreError, StoredEvent, TokenGrant, WriteOutcome,
+    App, Cursor, ErrorFilter, ErrorKey, ErrorQuery, ErrorRecord, ErrorStatus, ErrorSummary,
+    EventQuery, EventTypeInfo, OpenError, Order, Page, Processed, ReprocessOutcome, Resolution,
+    Result, SchemaRecord, SessionSummary, Store, StoreError, StoredEvent, TokenGrant,
+    WriteOutcome,
 };
 
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+mod errors;
+mod registry;
+
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_schemas.sql"),
+];
 
 /// Readers kept open between queries; more may be opened under load and are closed after.
 const IDLE_READERS: usize = 8;
@@ -129,115 +140,173 @@ impl SqliteStore {
 }
 
 fn write_batch(conn: &mut Connection, batch: &[Processed]) -> Result<WriteOutcome> {
-    let mut outcome = WriteOutcome::default();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    {
-        let mut insert_event = tx.prepare_cached(
-            "INSERT INTO events (id, app_id, client_id, session_id, category, name, data, ts, seq,
-                                 received_at, sent_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT (id) DO NOTHING",
-        )?;
-        let mut upsert_session = tx.prepare_cached(
-            "INSERT INTO sessions (session_id, first_seen, last_seen, event_count)
-             VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (session_id) DO UPDATE SET
-                 first_seen = min(first_seen, excluded.first_seen),
-                 last_seen = max(last_seen, excluded.last_seen),
-                 event_count = event_count + excluded.event_count",
-        )?;
-        let mut link_app = tx.prepare_cached(
-            "INSERT INTO session_apps (session_id, app_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-        )?;
-        let mut insert_error = tx.prepare_cached(
-            "INSERT INTO errors (event_id, app_id, reason, message, field, raw, session_id, category,
-                                 name, received_at, recorded_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT (event_id) DO NOTHING",
-        )?;
-        let now = Timestamp::now().as_micros();
-        // Session counters are summed over the batch first: one upsert per session per
-        // transaction instead of one per event (the upsert was a fifth of the cost), and
-        // in key order, so the sessions' B-tree is walked once, not hit at random.
-        let mut sessions: BTreeMap<&str, SessionDelta> = BTreeMap::new();
-        for processed in batch {
-            match processed {
-                Processed::Event {
-                    id,
+    let outcome = write_in(&tx, batch.iter())?;
+    tx.commit()?;
+    Ok(outcome)
+}
+
+/// Writes processed events and errors inside the caller's transaction: events, their
+/// sessions' counters and application links, their types' counts, and error records.
+fn write_in<'a>(
+    tx: &rusqlite::Transaction<'_>,
+    batch: impl Iterator<Item = &'a Processed>,
+) -> Result<WriteOutcome> {
+    let mut outcome = WriteOutcome::default();
+    let mut insert_event = tx.prepare_cached(
+        "INSERT INTO events (id, app_id, client_id, session_id, category, name, data, ts, seq,
+                             received_at, sent_at, schema_version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (id) DO NOTHING",
+    )?;
+    let mut upsert_session = tx.prepare_cached(
+        "INSERT INTO sessions (session_id, first_seen, last_seen, event_count)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (session_id) DO UPDATE SET
+             first_seen = min(first_seen, excluded.first_seen),
+             last_seen = max(last_seen, excluded.last_seen),
+             event_count = event_count + excluded.event_count",
+    )?;
+    let mut link_app = tx.prepare_cached(
+        "INSERT INTO session_apps (session_id, app_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+    )?;
+    let mut count_type = tx.prepare_cached(
+        "INSERT INTO type_counts (category, name, events) VALUES (?1, ?2, ?3)
+         ON CONFLICT (category, name) DO UPDATE SET events = events + excluded.events",
+    )?;
+    let mut insert_error = tx.prepare_cached(
+        "INSERT INTO errors (event_id, app_id, reason, message, field, raw, session_id, category,
+                             name, received_at, recorded_at, violations, status)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+         ON CONFLICT (event_id) DO NOTHING",
+    )?;
+    let now = Timestamp::now().as_micros();
+    let mut record_error = |id: &Uuid,
+                            app_id: i64,
+                            received_at: i64,
+                            rejection: &eye_core::Rejection,
+                            raw: &str,
+                            event: Option<&eye_core::IncomingEvent>,
+                            status: ErrorStatus|
+     -> Result<u64> {
+        let violations = (!rejection.violations.is_empty())
+            .then(|| serde_json::to_string(&rejection.violations))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(insert_error.execute(params![
+            id.as_bytes(),
+            app_id,
+            rejection.code,
+            rejection.message,
+            rejection.field,
+            raw,
+            event.map(|e| e.session_id.as_str()),
+            event.map(|e| e.event_type.category.as_str()),
+            event.map(|e| e.event_type.name.as_str()),
+            received_at,
+            now,
+            violations,
+            status.as_str(),
+        ])? as u64)
+    };
+    // Session and type counters are summed over the batch first: one upsert per
+    // session per transaction instead of one per event (the upsert was a fifth of the
+    // cost), and in key order, so each B-tree is walked once, not hit at random.
+    let mut sessions: BTreeMap<&str, SessionDelta> = BTreeMap::new();
+    let mut types: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    for processed in batch {
+        match processed {
+            Processed::Event {
+                id,
+                app_id,
+                received_at,
+                event,
+                schema_version,
+                warning,
+            } => {
+                let inserted = insert_event.execute(params![
+                    id.as_bytes(),
                     app_id,
+                    event.client_id,
+                    event.session_id.as_str(),
+                    event.event_type.category,
+                    event.event_type.name,
+                    event.data.get(),
+                    event.timestamp,
+                    event.seq.unwrap_or(0),
                     received_at,
-                    event,
-                } => {
-                    let inserted = insert_event.execute(params![
-                        id.as_bytes(),
-                        app_id,
-                        event.client_id,
-                        event.session_id.as_str(),
-                        event.event_type.category,
-                        event.event_type.name,
-                        event.data.get(),
-                        event.timestamp,
-                        event.seq.unwrap_or(0),
-                        received_at,
-                        event.sent_at,
-                    ])?;
-                    if inserted == 0 {
-                        outcome.duplicates += 1;
-                        continue;
-                    }
-                    let delta = sessions
-                        .entry(event.session_id.as_str())
-                        .or_insert(SessionDelta {
-                            first_seen: event.timestamp,
-                            last_seen: event.timestamp,
-                            count: 0,
-                            apps: Vec::new(),
-                        });
-                    delta.first_seen = delta.first_seen.min(event.timestamp);
-                    delta.last_seen = delta.last_seen.max(event.timestamp);
-                    delta.count += 1;
-                    if !delta.apps.contains(app_id) {
-                        delta.apps.push(*app_id);
-                    }
-                    outcome.stored += 1;
+                    event.sent_at,
+                    schema_version,
+                ])?;
+                if inserted == 0 {
+                    outcome.duplicates += 1;
+                    continue;
                 }
-                Processed::Error {
-                    id,
-                    app_id,
-                    received_at,
-                    rejection,
-                    raw,
-                    event,
-                } => {
-                    outcome.errors += insert_error.execute(params![
-                        id.as_bytes(),
-                        app_id,
-                        rejection.code,
-                        rejection.message,
-                        rejection.field,
-                        raw,
-                        event.as_ref().map(|e| e.session_id.as_str()),
-                        event.as_ref().map(|e| e.event_type.category.as_str()),
-                        event.as_ref().map(|e| e.event_type.name.as_str()),
-                        received_at,
-                        now,
-                    ])? as u64;
+                let delta = sessions
+                    .entry(event.session_id.as_str())
+                    .or_insert(SessionDelta {
+                        first_seen: event.timestamp,
+                        last_seen: event.timestamp,
+                        count: 0,
+                        apps: Vec::new(),
+                    });
+                delta.first_seen = delta.first_seen.min(event.timestamp);
+                delta.last_seen = delta.last_seen.max(event.timestamp);
+                delta.count += 1;
+                if !delta.apps.contains(app_id) {
+                    delta.apps.push(*app_id);
+                }
+                *types
+                    .entry((&event.event_type.category, &event.event_type.name))
+                    .or_default() += 1;
+                outcome.stored += 1;
+                if let Some(warning) = warning {
+                    let raw = event.to_wire().to_string();
+                    outcome.warnings += record_error(
+                        id,
+                        *app_id,
+                        *received_at,
+                        warning,
+                        &raw,
+                        Some(event),
+                        ErrorStatus::Warning,
+                    )?;
                 }
             }
-        }
-        for (session_id, delta) in &sessions {
-            upsert_session.execute(params![
-                session_id,
-                delta.first_seen,
-                delta.last_seen,
-                delta.count
-            ])?;
-            for app_id in &delta.apps {
-                link_app.execute(params![session_id, app_id])?;
+            Processed::Error {
+                id,
+                app_id,
+                received_at,
+                rejection,
+                raw,
+                event,
+            } => {
+                outcome.errors += record_error(
+                    id,
+                    *app_id,
+                    *received_at,
+                    rejection,
+                    raw,
+                    event.as_ref(),
+                    ErrorStatus::Open,
+                )?;
             }
         }
     }
-    tx.commit()?;
+    for (session_id, delta) in &sessions {
+        upsert_session.execute(params![
+            session_id,
+            delta.first_seen,
+            delta.last_seen,
+            delta.count
+        ])?;
+        for app_id in &delta.apps {
+            link_app.execute(params![session_id, app_id])?;
+        }
+    }
+    for ((category, name), count) in &types {
+        count_type.execute(params![category, name, count])?;
+    }
     Ok(outcome)
 }
 
@@ -269,7 +338,7 @@ fn timestamp(row: &Row<'_>, index: usize) -> rusqlite::Result<Timestamp> {
 
 const EVENT_COLUMNS: &str =
     "e.pk, e.id, e.session_id, e.category, e.name, e.data, e.ts, e.seq, a.name,
-     e.client_id, e.received_at, e.sent_at";
+     e.client_id, e.received_at, e.sent_at, e.schema_version";
 
 fn event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
     let pk: i64 = row.get(0)?;
@@ -287,6 +356,7 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
         client_id: row.get(9)?,
         received_at: timestamp(row, 10)?,
         sent_at: row.get::<_, Option<i64>>(11)?.map(Timestamp::from_micros),
+        schema_version: row.get(12)?,
         cursor: Cursor { ts, seq, pk },
     })
 }
@@ -375,46 +445,6 @@ fn query_session(conn: &Connection, session_id: &str) -> Result<Option<SessionSu
     Ok(Some(summary))
 }
 
-fn query_errors(conn: &Connection, query: &ErrorQuery) -> Result<Page<ErrorRecord>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT r.id, r.event_id, a.name, r.reason, r.message, r.field, r.raw, r.received_at,
-                r.recorded_at, r.status
-         FROM errors r JOIN apps a ON a.id = r.app_id
-         WHERE (?1 IS NULL OR r.reason = ?1) AND (?2 IS NULL OR r.id < ?2)
-         ORDER BY r.id DESC LIMIT ?3",
-    )?;
-    let mut items = stmt
-        .query_map(
-            params![query.reason, query.before_id, i64::from(query.limit) + 1],
-            |row| {
-                Ok(ErrorRecord {
-                    id: row.get(0)?,
-                    event_id: uuid_from(row, 1)?,
-                    app: row.get(2)?,
-                    reason: row.get(3)?,
-                    message: row.get(4)?,
-                    field: row.get(5)?,
-                    raw: raw_json(row, 6)?,
-                    received_at: timestamp(row, 7)?,
-                    recorded_at: timestamp(row, 8)?,
-                    status: row.get(9)?,
-                })
-            },
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let next = if items.len() > query.limit as usize {
-        items.truncate(query.limit as usize);
-        items.last().map(|e| Cursor {
-            ts: 0,
-            seq: 0,
-            pk: e.id,
-        })
-    } else {
-        None
-    };
-    Ok(Page { items, next })
-}
-
 fn app_from_row(row: &Row<'_>) -> rusqlite::Result<App> {
     Ok(App {
         id: row.get(0)?,
@@ -441,7 +471,80 @@ impl Store for SqliteStore {
     }
 
     async fn errors(&self, query: ErrorQuery) -> Result<Page<ErrorRecord>> {
-        self.read_with(move |conn| query_errors(conn, &query)).await
+        self.read_with(move |conn| errors::list(conn, &query)).await
+    }
+
+    async fn error(&self, key: ErrorKey) -> Result<Option<ErrorRecord>> {
+        self.read_with(move |conn| errors::get(conn, key)).await
+    }
+
+    async fn error_summary(&self, filter: ErrorFilter) -> Result<ErrorSummary> {
+        self.read_with(move |conn| errors::summary(conn, &filter))
+            .await
+    }
+
+    async fn dismiss_error(&self, key: ErrorKey) -> Result<ErrorRecord> {
+        self.write_with(move |conn| errors::dismiss(conn, key))
+            .await
+    }
+
+    async fn open_errors(
+        &self,
+        filter: ErrorFilter,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<OpenError>> {
+        self.read_with(move |conn| errors::open(conn, &filter, after_id, limit))
+            .await
+    }
+
+    async fn resolve_errors(&self, resolutions: Vec<Resolution>) -> Result<ReprocessOutcome> {
+        self.write_with(move |conn| errors::resolve(conn, resolutions))
+            .await
+    }
+
+    async fn active_types(&self) -> Result<Vec<ActiveType>> {
+        self.read_with(registry::active_types).await
+    }
+
+    async fn event_types(&self) -> Result<Vec<EventTypeInfo>> {
+        self.read_with(|conn| registry::event_types(conn, None))
+            .await
+    }
+
+    async fn event_type(&self, event_type: &EventType) -> Result<Option<EventTypeInfo>> {
+        let event_type = event_type.clone();
+        self.read_with(move |conn| {
+            Ok(registry::event_types(conn, Some(&event_type))?.pop())
+        })
+        .await
+    }
+
+    async fn schema(
+        &self,
+        event_type: &EventType,
+        version: Option<i64>,
+    ) -> Result<Option<SchemaRecord>> {
+        let event_type = event_type.clone();
+        self.read_with(move |conn| registry::schema(conn, &event_type, version))
+            .await
+    }
+
+    async fn put_schema(
+        &self,
+        event_type: &EventType,
+        schema: String,
+        mode: Option<SchemaMode>,
+    ) -> Result<(SchemaRecord, bool)> {
+        let event_type = event_type.clone();
+        self.write_with(move |conn| registry::put_schema(conn, &event_type, &schema, mode))
+            .await
+    }
+
+    async fn delete_schema(&self, event_type: &EventType) -> Result<()> {
+        let event_type = event_type.clone();
+        self.write_with(move |conn| registry::delete_schema(conn, &event_type))
+            .await
     }
 
     async fn authenticate(&self, hash: TokenHash) -> Result<Option<TokenGrant>> {

@@ -10,6 +10,9 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use eye_core::auth::{Scope, TokenHash, generate_token};
+use eye_core::EventType;
+use eye_core::schema::SchemaMode;
+use eye_schema::UnknownTypePolicy;
 use eye_server::{Application, Settings};
 use eye_store::{SqliteStore, Store, StoreError};
 
@@ -43,6 +46,34 @@ enum Command {
     /// Manage access tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage event-type schemas (JSON Schema, draft 2020-12).
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// Set a type's schema from FILE (`-` for stdin); the old versions are kept.
+    Set {
+        category: String,
+        name: String,
+        file: PathBuf,
+        /// enforce: violations are errors; shadow: events are stored and the
+        /// violations recorded as warnings [default: the type's current mode, or enforce].
+        #[arg(long, value_parser = ["enforce", "shadow"])]
+        mode: Option<String>,
+    },
+    /// List event types with their schema versions, modes and event counts.
+    List,
+    /// Print a type's schema (the current version unless --version is given).
+    Show {
+        category: String,
+        name: String,
+        #[arg(long)]
+        version: Option<i64>,
+    },
+    /// Remove a type's current schema: its events are no longer checked (versions are kept).
+    Delete { category: String, name: String },
 }
 
 #[derive(Args)]
@@ -71,6 +102,16 @@ struct ServeArgs {
     /// Longest graceful shutdown, in milliseconds [default: 10000].
     #[arg(long, env = "EYE_SHUTDOWN_TIMEOUT_MS")]
     shutdown_timeout_ms: Option<u64>,
+    /// Largest event payload (`data`) in bytes [default: 32768].
+    #[arg(long, env = "EYE_MAX_PAYLOAD_BYTES")]
+    max_payload_bytes: Option<usize>,
+    /// Deepest nesting of objects and arrays in an event payload [default: 32].
+    #[arg(long, env = "EYE_MAX_PAYLOAD_DEPTH")]
+    max_payload_depth: Option<usize>,
+    /// Events of unregistered types: accept (stored unchecked) or reject (errors)
+    /// [default: accept].
+    #[arg(long, env = "EYE_UNKNOWN_EVENT_TYPES", value_parser = ["accept", "reject"])]
+    unknown_event_types: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -125,6 +166,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::App(command) => app(&settings, command).await,
             Command::Token(command) => token(&settings, command).await,
+            Command::Schema(command) => schema(&settings, command).await,
         }
     })
 }
@@ -149,6 +191,9 @@ fn apply(mut settings: Settings, args: ServeArgs) -> Settings {
         worker_batch_size,
         worker_linger_ms,
         shutdown_timeout_ms,
+        max_payload_bytes,
+        max_payload_depth,
+        unknown_event_types,
     } = args;
     settings.listen = listen.unwrap_or(settings.listen);
     settings.max_batch_events = max_batch_events.unwrap_or(settings.max_batch_events);
@@ -158,6 +203,11 @@ fn apply(mut settings: Settings, args: ServeArgs) -> Settings {
     settings.worker_batch_size = worker_batch_size.unwrap_or(settings.worker_batch_size);
     settings.worker_linger_ms = worker_linger_ms.unwrap_or(settings.worker_linger_ms);
     settings.shutdown_timeout_ms = shutdown_timeout_ms.unwrap_or(settings.shutdown_timeout_ms);
+    settings.max_payload_bytes = max_payload_bytes.unwrap_or(settings.max_payload_bytes);
+    settings.max_payload_depth = max_payload_depth.unwrap_or(settings.max_payload_depth);
+    if let Some(policy) = unknown_event_types.as_deref().and_then(UnknownTypePolicy::parse) {
+        settings.unknown_event_types = policy;
+    }
     settings
 }
 
@@ -289,4 +339,103 @@ async fn token(settings: &Settings, command: TokenCommand) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+async fn schema(settings: &Settings, command: SchemaCommand) -> anyhow::Result<()> {
+    let store = open_store(settings)?;
+    match command {
+        SchemaCommand::Set {
+            category,
+            name,
+            file,
+            mode,
+        } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading the schema from stdin")?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+            };
+            let schema: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            eye_schema::compile(&schema)
+                .map_err(|e| anyhow::anyhow!("not a valid JSON Schema (draft 2020-12): {e}"))?;
+            let event_type = event_type(category, name)?;
+            let mode = mode.as_deref().and_then(SchemaMode::parse);
+            let (record, created) = store
+                .put_schema(&event_type, schema.to_string(), mode)
+                .await?;
+            let what = if created { "set" } else { "unchanged at" };
+            eprintln!(
+                "{:?}/{:?}: schema {what} version {} ({}); servers apply it within a second",
+                record.category,
+                record.name,
+                record.version,
+                record.mode.as_str()
+            );
+        }
+        SchemaCommand::List => {
+            println!("category\tname\tmode\tschema_version\tversions\tevents");
+            for t in store.event_types().await? {
+                let current = t
+                    .schema_version
+                    .map_or_else(|| "-".to_owned(), |v| v.to_string());
+                let versions: Vec<String> = t.versions.iter().map(i64::to_string).collect();
+                let mode = if t.registered { t.mode.as_str() } else { "unregistered" };
+                println!(
+                    "{}\t{}\t{mode}\t{current}\t{}\t{}",
+                    t.category,
+                    t.name,
+                    if versions.is_empty() { "-".to_owned() } else { versions.join(",") },
+                    t.event_count
+                );
+            }
+        }
+        SchemaCommand::Show {
+            category,
+            name,
+            version,
+        } => {
+            let event_type = event_type(category, name)?;
+            let record = store.schema(&event_type, version).await?.with_context(|| {
+                let which = version.map_or("a current schema".to_owned(), |v| format!("version {v}"));
+                format!("{:?}/{:?} has no {which}", event_type.category, event_type.name)
+            })?;
+            let value: serde_json::Value = serde_json::from_str(record.schema.get())?;
+            eprintln!(
+                "{:?}/{:?} version {} ({}{})",
+                record.category,
+                record.name,
+                record.version,
+                record.mode.as_str(),
+                if record.current { ", current" } else { "" }
+            );
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        }
+        SchemaCommand::Delete { category, name } => {
+            let event_type = event_type(category, name)?;
+            store.delete_schema(&event_type).await.map_err(|e| match e {
+                StoreError::NotFound(_) => anyhow::anyhow!(
+                    "{:?}/{:?} has no current schema",
+                    event_type.category,
+                    event_type.name
+                ),
+                other => other.into(),
+            })?;
+            eprintln!(
+                "{:?}/{:?}: schema removed; its events are no longer checked",
+                event_type.category, event_type.name
+            );
+        }
+    }
+    Ok(())
+}
+
+fn event_type(category: String, name: String) -> anyhow::Result<EventType> {
+    for value in [&category, &name] {
+        if value.trim().is_empty() || value.len() > eye_core::event::MAX_IDENTIFIER_LEN {
+            bail!("a category or name must be 1 to 256 bytes and not blank");
+        }
+    }
+    Ok(EventType { category, name })
 }

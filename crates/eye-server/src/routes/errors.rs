@@ -1,10 +1,16 @@
-//! `GET /errors`: everything refused, newest first, with the reason and the raw event.
+//! The error store over HTTP: list and count what was refused, look at one error,
+//! dismiss it, or reprocess the open ones after a fix.
+//!
+//! `GET /errors`, `GET /errors/summary`, `GET /errors/{id}`: read scope.
+//! `POST /errors/reprocess`, `POST /errors/{id}/dismiss`: admin scope.
 
 use axum::Json;
-use axum::extract::{RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use eye_core::Timestamp;
 use eye_core::auth::Scope;
-use eye_store::ErrorQuery;
+use eye_core::reason::REASON_CODES;
+use eye_store::{ErrorFilter, ErrorKey, ErrorQuery, ErrorStatus, ReprocessOutcome};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
@@ -12,15 +18,73 @@ use crate::routes::events::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::routes::params::Params;
 use crate::startup::AppState;
 
+/// The filter parameters every error endpoint takes.
+const FILTER: [&str; 7] = ["reason", "category", "name", "app", "status", "from", "to"];
+
+/// Open errors rechecked per store transaction during a reprocess.
+const REPROCESS_CHUNK: u32 = 500;
+
+/// Default window of `/errors/summary` when `from` is not given.
+const SUMMARY_WINDOW_MICROS: i64 = 24 * 3_600_000_000;
+
+fn filter_from(params: &Params) -> Result<ErrorFilter, ApiError> {
+    let reason = params.text("reason");
+    if let Some(reason) = &reason
+        && !REASON_CODES.iter().any(|(code, _)| code == reason)
+    {
+        return Err(ApiError::bad_parameter(
+            "reason",
+            format!("`reason` {reason:?} is not a reason code; see docs/guide.md"),
+        ));
+    }
+    let status = params
+        .text("status")
+        .map(|s| {
+            ErrorStatus::parse(&s).ok_or_else(|| {
+                ApiError::bad_parameter(
+                    "status",
+                    "`status` must be one of open, reprocessed, dismissed, warning",
+                )
+            })
+        })
+        .transpose()?;
+    let (from, to) = (params.time("from")?, params.time("to")?);
+    if let (Some(from), Some(to)) = (from, to)
+        && from >= to
+    {
+        return Err(ApiError::bad_parameter("to", "`to` must be later than `from`"));
+    }
+    Ok(ErrorFilter {
+        reason,
+        category: params.text("category"),
+        name: params.text("name"),
+        app: params.text("app"),
+        status,
+        from,
+        to,
+    })
+}
+
+fn error_key(id: &str) -> Result<ErrorKey, ApiError> {
+    ErrorKey::parse(id).ok_or_else(|| {
+        ApiError::bad_parameter(
+            "id",
+            "an error id is the `error_id` UUID from the ingest answer, or the record's number",
+        )
+    })
+}
+
 pub async fn list_errors(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     state.auth.require(&headers, Scope::Read).await?;
-    let params = Params::parse(query.as_deref(), &["reason", "limit", "cursor"])?;
+    let mut allowed = FILTER.to_vec();
+    allowed.extend(["limit", "cursor"]);
+    let params = Params::parse(query.as_deref(), &allowed)?;
     let error_query = ErrorQuery {
-        reason: params.text("reason"),
+        filter: filter_from(&params)?,
         limit: params.limit(DEFAULT_LIMIT, MAX_LIMIT)?,
         before_id: params.cursor()?.map(|c| c.pk),
     };
@@ -28,5 +92,108 @@ pub async fn list_errors(
     Ok(Json(json!({
         "errors": page.items,
         "next_cursor": page.next.map(|c| c.encode()),
+    })))
+}
+
+pub async fn get_error(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    state.auth.require(&headers, Scope::Read).await?;
+    let record = state
+        .store
+        .error(error_key(&id)?)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "error_not_found",
+                format!("no error {id:?}"),
+            )
+        })?;
+    Ok(Json(json!(record)))
+}
+
+pub async fn error_summary(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    state.auth.require(&headers, Scope::Read).await?;
+    let params = Params::parse(query.as_deref(), &FILTER)?;
+    let mut filter = filter_from(&params)?;
+    let to = filter.to.unwrap_or_else(Timestamp::now);
+    let from = filter
+        .from
+        .unwrap_or_else(|| Timestamp::from_micros(to.as_micros() - SUMMARY_WINDOW_MICROS));
+    if from >= to {
+        return Err(ApiError::bad_parameter(
+            "from",
+            "`from` must be earlier than `to` (which defaults to now)",
+        ));
+    }
+    (filter.from, filter.to) = (Some(from), Some(to));
+    let summary = state.store.error_summary(filter).await?;
+    Ok(Json(json!({
+        "from": from,
+        "to": to,
+        "total": summary.total,
+        "by_reason_and_type": summary.by_reason_and_type,
+        "hourly": summary.hourly,
+    })))
+}
+
+pub async fn dismiss_error(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    state.auth.require(&headers, Scope::Admin).await?;
+    let record = state.store.dismiss_error(error_key(&id)?).await?;
+    Ok(Json(json!(record)))
+}
+
+/// Rechecks every open error matching the filter against the current schemas: those
+/// valid now are stored (with their original id and reception time) and marked
+/// `reprocessed` in the same transaction; the others stay open with their new reason.
+pub async fn reprocess_errors(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    state.auth.require(&headers, Scope::Admin).await?;
+    let allowed: Vec<&str> = FILTER.into_iter().filter(|p| *p != "status").collect();
+    let params = Params::parse(query.as_deref(), &allowed)?;
+    let filter = filter_from(&params)?;
+    // "Current" means as of this request, whatever the registry's age.
+    state.checker.registry.invalidate();
+    state
+        .checker
+        .refresh_if_stale()
+        .await
+        .map_err(ApiError::internal)?;
+    let mut total = ReprocessOutcome::default();
+    let mut after_id = 0;
+    loop {
+        let open = state
+            .store
+            .open_errors(filter.clone(), after_id, REPROCESS_CHUNK)
+            .await?;
+        let Some(last) = open.last() else { break };
+        after_id = last.id;
+        let resolutions = open
+            .into_iter()
+            .map(|error| state.checker.recheck(error))
+            .collect();
+        let outcome = state.store.resolve_errors(resolutions).await?;
+        total.reprocessed += outcome.reprocessed;
+        total.still_invalid += outcome.still_invalid;
+        state.metrics.events_stored.inc_by(outcome.reprocessed);
+        state.metrics.errors_reprocessed.inc_by(outcome.reprocessed);
+    }
+    Ok(Json(json!({
+        "reprocessed": total.reprocessed,
+        "still_invalid": total.still_invalid,
     })))
 }

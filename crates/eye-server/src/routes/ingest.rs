@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use eye_core::auth::Scope;
+use eye_core::limits::PayloadLimits;
 use eye_core::{Body as MessageBody, Envelope, IncomingEvent, Rejection, Timestamp, ids};
 use eye_queue::Message;
 use http_body_util::BodyExt;
@@ -73,9 +74,10 @@ pub async fn ingest_events(
         ));
     }
 
+    let payload_limits = limits.payload_limits();
     let envelopes: Vec<Envelope> = elements
         .into_iter()
-        .map(|raw| envelope_for(raw, app_id, received_at))
+        .map(|raw| envelope_for(raw, app_id, received_at, &payload_limits))
         .collect();
     // One request, one queue message: a batch costs one row, whatever its size.
     let message = Message {
@@ -165,8 +167,15 @@ impl<'a> Verdict<'a> {
     }
 }
 
-fn envelope_for(raw: &RawValue, app_id: i64, received_at: i64) -> Envelope {
-    match IncomingEvent::parse(raw) {
+fn envelope_for(
+    raw: &RawValue,
+    app_id: i64,
+    received_at: i64,
+    payload_limits: &PayloadLimits,
+) -> Envelope {
+    let parsed = IncomingEvent::parse(raw)
+        .and_then(|event| payload_limits.check(&event.data).map(|()| event));
+    match parsed {
         Ok(event) => {
             let id = match &event.client_id {
                 Some(client_id) => ids::event_id_for_client_id(app_id, client_id),

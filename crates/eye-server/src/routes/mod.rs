@@ -1,6 +1,7 @@
 //! HTTP handlers, one module per resource.
 
 pub mod errors;
+pub mod event_types;
 pub mod events;
 pub mod health;
 pub mod ingest;

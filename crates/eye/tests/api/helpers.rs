@@ -33,6 +33,7 @@ pub struct TestApp {
     pub data_dir: PathBuf,
     pub ingest_token: String,
     pub read_token: String,
+    pub admin_token: String,
     pub client: reqwest::Client,
     child: Option<Child>,
     extra_args: Vec<String>,
@@ -51,11 +52,15 @@ pub async fn spawn_app_with(extra_args: &[&str]) -> TestApp {
     let read_token = cli(&data_dir, &["token", "create", "--scope", "read"])
         .trim()
         .to_owned();
+    let admin_token = cli(&data_dir, &["token", "create", "--scope", "admin"])
+        .trim()
+        .to_owned();
     let mut app = TestApp {
         address: String::new(),
         data_dir,
         ingest_token,
         read_token,
+        admin_token,
         client: reqwest::Client::new(),
         child: None,
         extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
@@ -206,6 +211,73 @@ impl TestApp {
         }
     }
 
+    /// Sends `method path` with `token` and an optional JSON body.
+    pub async fn send_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut request = self.client.request(method, self.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("HTTP request")
+    }
+
+    /// `PUT /event-types/{category}/{name}/schema` with the admin token.
+    pub async fn put_schema(
+        &self,
+        category: &str,
+        name: &str,
+        schema: Value,
+        mode: Option<&str>,
+    ) -> Response {
+        let mut body = json!({ "schema": schema });
+        if let Some(mode) = mode {
+            body["mode"] = json!(mode);
+        }
+        self.send_as(
+            reqwest::Method::PUT,
+            &schema_path(category, name),
+            &self.admin_token,
+            Some(&body),
+        )
+        .await
+    }
+
+    /// Posts `events` (an array) and returns the answer's `results`, checking the 202.
+    pub async fn post_batch(&self, events: &[Value]) -> Vec<Value> {
+        let response = self.post_events(&Value::Array(events.to_vec())).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let body: Value = response.json().await.expect("JSON answer");
+        body["results"].as_array().expect("results").clone()
+    }
+
+    /// Waits until the error with this `error_id` (or event id) is recorded.
+    pub async fn wait_for_error(&self, id: &str, within: Duration) -> Value {
+        wait_until(within, &format!("error {id}"), || async {
+            let response = self.get(&format!("/errors/{id}")).await;
+            if response.status() != StatusCode::OK {
+                return None;
+            }
+            response.json().await.ok()
+        })
+        .await
+    }
+
+    /// Waits until the event with this id is stored.
+    pub async fn wait_for_event(&self, session_id: &str, id: &str, within: Duration) -> Value {
+        wait_until(within, &format!("event {id}"), || async {
+            self.all_events(&format!("session_id={session_id}"))
+                .await
+                .into_iter()
+                .find(|e| e["id"] == id)
+        })
+        .await
+    }
+
     /// Every error record, newest first.
     pub async fn all_errors(&self) -> Vec<Value> {
         let page = self.get_json("/errors?limit=1000").await;
@@ -281,3 +353,34 @@ pub fn event(session_id: &str, timestamp: &str) -> Value {
 }
 
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The path of a type's schema, with category and name percent-encoded.
+pub fn schema_path(category: &str, name: &str) -> String {
+    format!(
+        "/event-types/{}/{}/schema",
+        encode_segment(category),
+        encode_segment(name)
+    )
+}
+
+pub fn encode_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// An event of any type, at a fixed past time.
+pub fn typed_event(session_id: &str, category: &str, name: &str, data: Value) -> Value {
+    json!({
+        "session_id": session_id,
+        "category": category,
+        "name": name,
+        "data": data,
+        "timestamp": "2023-01-01T00:00:00Z",
+    })
+}

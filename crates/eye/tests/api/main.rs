@@ -8,4 +8,5 @@ mod idempotency;
 mod ingest;
 mod metrics;
 mod query;
+mod schemas;
 mod tokens;

@@ -17,6 +17,7 @@ async fn filters_combine_and_cursors_walk_every_event_once() {
         if i % 2 == 1 {
             e["category"] = json!("form interaction");
             e["name"] = json!("submit");
+            e["data"]["form"] = json!({"field": i});
         }
         batch.push(e);
     }

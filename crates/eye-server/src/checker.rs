@@ -1,0 +1,134 @@
+//! The checks an event passes after the API accepted its shape: the future-timestamp
+//! rule and its type's schema. The worker applies them to queued events, and a
+//! reprocess applies them (after the API's own parse and payload limits) to errors.
+//!
+//! The schema registry is reloaded from the store when it is older than
+//! [`REFRESH_EVERY`], so a schema change made by any process applies within a second.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use eye_core::limits::PayloadLimits;
+use eye_core::validate::check_not_in_future;
+use eye_core::{IncomingEvent, Rejection};
+use eye_schema::{Check, Registry};
+use eye_store::{OpenError, Processed, Resolution, Store};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+/// How old the registry may be before it is reloaded.
+pub const REFRESH_EVERY: Duration = Duration::from_millis(500);
+
+pub struct Checker {
+    pub registry: Arc<Registry>,
+    pub store: Arc<dyn Store>,
+    pub limits: PayloadLimits,
+    pub clock_skew_micros: i64,
+}
+
+impl Checker {
+    /// Reloads the registry when it is stale. If it cannot be loaded, events must not
+    /// be checked against nothing: the error is returned when no registry was ever
+    /// loaded, and a stale one is kept (and logged) otherwise.
+    pub async fn refresh_if_stale(&self) -> anyhow::Result<()> {
+        if !self.registry.is_stale(REFRESH_EVERY) {
+            return Ok(());
+        }
+        match self.store.active_types().await {
+            Ok(types) => {
+                self.registry.load(types);
+                Ok(())
+            }
+            Err(error) if self.registry.ever_loaded() => {
+                tracing::warn!(%error, "reloading the schema registry failed; keeping the last one");
+                Ok(())
+            }
+            Err(error) => Err(anyhow::Error::new(error).context("loading the schema registry")),
+        }
+    }
+
+    /// Decides an accepted event's fate.
+    pub fn check(&self, id: Uuid, app_id: i64, received_at: i64, event: IncomingEvent) -> Processed {
+        if let Err(rejection) = check_not_in_future(&event, received_at, self.clock_skew_micros) {
+            return error_for(id, app_id, received_at, rejection, event);
+        }
+        match self.registry.check(&event.event_type, &event.data) {
+            Check::Valid { version } => Processed::Event {
+                id,
+                app_id,
+                received_at,
+                event,
+                schema_version: version,
+                warning: None,
+            },
+            Check::Warn {
+                version,
+                violations,
+            } => {
+                let mut warning = Rejection::schema_violation(version, violations);
+                warning.message = format!("stored in shadow mode, but {}", warning.message);
+                Processed::Event {
+                    id,
+                    app_id,
+                    received_at,
+                    event,
+                    schema_version: Some(version),
+                    warning: Some(warning),
+                }
+            }
+            Check::Invalid(rejection) => error_for(id, app_id, received_at, rejection, event),
+        }
+    }
+
+    /// Re-runs every check on an open error's raw event, as if it had just arrived
+    /// (but keeping its id and the time it was received).
+    pub fn recheck(&self, error: OpenError) -> Resolution {
+        let OpenError {
+            id: error_id,
+            event_id,
+            app_id,
+            received_at,
+            raw,
+        } = error;
+        let parsed = serde_json::from_str::<&RawValue>(&raw)
+            .map_err(|e| Rejection::new("invalid_event", format!("not JSON: {e}"), None))
+            .and_then(IncomingEvent::parse)
+            .and_then(|event| self.limits.check(&event.data).map(|()| event));
+        let event = match parsed {
+            Ok(event) => event,
+            Err(rejection) => {
+                return Resolution::StillInvalid {
+                    error_id,
+                    rejection,
+                };
+            }
+        };
+        match self.check(event_id, app_id, received_at, event) {
+            processed @ Processed::Event { .. } => Resolution::Fixed {
+                error_id,
+                event: processed,
+            },
+            Processed::Error { rejection, .. } => Resolution::StillInvalid {
+                error_id,
+                rejection,
+            },
+        }
+    }
+}
+
+pub fn error_for(
+    id: Uuid,
+    app_id: i64,
+    received_at: i64,
+    rejection: Rejection,
+    event: IncomingEvent,
+) -> Processed {
+    Processed::Error {
+        id,
+        app_id,
+        received_at,
+        rejection,
+        raw: event.to_wire().to_string(),
+        event: Some(event),
+    }
+}

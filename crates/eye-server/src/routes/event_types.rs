@@ -1,0 +1,176 @@
+//! The schema registry over HTTP.
+//!
+//! `GET /event-types`, `GET /event-types/{category}/{name}`,
+//! `GET /event-types/{category}/{name}/schema[?version=N]`: read scope.
+//! `PUT` and `DELETE /event-types/{category}/{name}/schema`: admin scope.
+//! Category and name are path segments, percent-encoded (`page%20interaction`).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use eye_core::EventType;
+use eye_core::auth::Scope;
+use eye_core::schema::SchemaMode;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::routes::params::Params;
+use crate::startup::AppState;
+
+fn event_type((category, name): (String, String)) -> Result<EventType, ApiError> {
+    for (field, value) in [("category", &category), ("name", &name)] {
+        if value.trim().is_empty() || value.len() > eye_core::event::MAX_IDENTIFIER_LEN {
+            return Err(ApiError::bad_parameter(
+                field,
+                format!("`{field}` must be 1 to 256 bytes and not blank"),
+            ));
+        }
+    }
+    Ok(EventType { category, name })
+}
+
+fn type_not_found(event_type: &EventType) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "event_type_not_found",
+        format!(
+            "no event type {:?}/{:?}: it is not registered and has no events",
+            event_type.category, event_type.name
+        ),
+    )
+}
+
+pub async fn list_types(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    state.auth.require(&headers, Scope::Read).await?;
+    Params::parse(query.as_deref(), &[])?;
+    let types = state.store.event_types().await?;
+    Ok(Json(json!({ "event_types": types })))
+}
+
+pub async fn get_type(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(path): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    state.auth.require(&headers, Scope::Read).await?;
+    let event_type = event_type(path)?;
+    let info = state
+        .store
+        .event_type(&event_type)
+        .await?
+        .ok_or_else(|| type_not_found(&event_type))?;
+    Ok(Json(json!(info)))
+}
+
+pub async fn get_schema(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(path): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    state.auth.require(&headers, Scope::Read).await?;
+    let event_type = event_type(path)?;
+    let params = Params::parse(query.as_deref(), &["version"])?;
+    let version = params
+        .text("version")
+        .map(|v| match v.parse::<i64>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(ApiError::bad_parameter(
+                "version",
+                "`version` must be a positive integer",
+            )),
+        })
+        .transpose()?;
+    let record = state.store.schema(&event_type, version).await?;
+    let record = record.ok_or_else(|| {
+        let which = version.map_or("a current schema".to_owned(), |v| format!("version {v}"));
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "schema_not_found",
+            format!(
+                "{:?}/{:?} has no {which}",
+                event_type.category, event_type.name
+            ),
+        )
+    })?;
+    Ok(Json(json!(record)))
+}
+
+/// The body of `PUT .../schema`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutSchema {
+    schema: Value,
+    #[serde(default)]
+    mode: Option<SchemaMode>,
+}
+
+pub async fn put_schema(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(path): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    state.auth.require(&headers, Scope::Admin).await?;
+    let event_type = event_type(path)?;
+    let request: PutSchema = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_body",
+            format!(
+                "the body must be {{\"schema\": <JSON Schema>, \"mode\": \"enforce\"|\"shadow\"}}: {e}"
+            ),
+        )
+    })?;
+    eye_schema::compile(&request.schema).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_schema",
+            format!("the schema is not a valid JSON Schema (draft 2020-12): {e}"),
+        )
+    })?;
+    let (record, created) = state
+        .store
+        .put_schema(&event_type, request.schema.to_string(), request.mode)
+        .await?;
+    // This process's worker sees the change in its very next batch; others within
+    // the registry's refresh interval.
+    state.checker.registry.invalidate();
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(json!(record))).into_response())
+}
+
+pub async fn delete_schema(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(path): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state.auth.require(&headers, Scope::Admin).await?;
+    let event_type = event_type(path)?;
+    state
+        .store
+        .delete_schema(&event_type)
+        .await
+        .map_err(|error| match error {
+            eye_store::StoreError::NotFound(_) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "schema_not_found",
+                format!(
+                    "{:?}/{:?} has no current schema",
+                    event_type.category, event_type.name
+                ),
+            ),
+            other => other.into(),
+        })?;
+    state.checker.registry.invalidate();
+    Ok(StatusCode::NO_CONTENT)
+}
