@@ -9,6 +9,7 @@ mod ceiling;
 mod load;
 mod server;
 mod store;
+mod validate;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -86,6 +87,11 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         sessions: usize,
     },
+    /// Measure schema validation per event for the default schemas (no HTTP, no store).
+    Validate {
+        #[arg(long, default_value_t = 200_000)]
+        iterations: usize,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -126,6 +132,9 @@ fn main() -> anyhow::Result<()> {
             sessions,
         }) => {
             return runtime.block_on(store::run(events, batch, sessions));
+        }
+        Some(Command::Validate { iterations }) => {
+            return runtime.block_on(validate::run(iterations));
         }
         None => {}
     }

@@ -121,7 +121,10 @@ impl Registry {
 
     /// False until the first [`Registry::load`]: until then nothing can be checked.
     pub fn ever_loaded(&self) -> bool {
-        self.state.read().unwrap_or_else(|e| e.into_inner()).ever_loaded
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .ever_loaded
     }
 
     /// Makes the next [`Registry::is_stale`] true, so that a change made by this

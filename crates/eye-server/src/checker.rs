@@ -48,7 +48,13 @@ impl Checker {
     }
 
     /// Decides an accepted event's fate.
-    pub fn check(&self, id: Uuid, app_id: i64, received_at: i64, event: IncomingEvent) -> Processed {
+    pub fn check(
+        &self,
+        id: Uuid,
+        app_id: i64,
+        received_at: i64,
+        event: IncomingEvent,
+    ) -> Processed {
         if let Err(rejection) = check_not_in_future(&event, received_at, self.clock_skew_micros) {
             return error_for(id, app_id, received_at, rejection, event);
         }
@@ -106,7 +112,7 @@ impl Checker {
         match self.check(event_id, app_id, received_at, event) {
             processed @ Processed::Event { .. } => Resolution::Fixed {
                 error_id,
-                event: processed,
+                event: Box::new(processed),
             },
             Processed::Error { rejection, .. } => Resolution::StillInvalid {
                 error_id,

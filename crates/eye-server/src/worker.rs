@@ -105,7 +105,10 @@ impl Worker {
         // that cannot be written.
         let mut backoff = Duration::from_millis(50);
         while let Err(error) = self.checker.refresh_if_stale().await {
-            tracing::error!(error = format!("{error:#}"), "schema registry unavailable; retrying");
+            tracing::error!(
+                error = format!("{error:#}"),
+                "schema registry unavailable; retrying"
+            );
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }

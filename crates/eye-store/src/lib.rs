@@ -253,7 +253,10 @@ pub struct OpenError {
 pub enum Resolution {
     /// It is valid now: store `event` (a [`Processed::Event`] with the error's event
     /// id) and mark the error `reprocessed`, in one transaction.
-    Fixed { error_id: i64, event: Processed },
+    Fixed {
+        error_id: i64,
+        event: Box<Processed>,
+    },
     /// Still invalid: it stays open with this (possibly new) reason.
     StillInvalid { error_id: i64, rejection: Rejection },
 }

@@ -24,8 +24,7 @@ use eye_core::schema::{ActiveType, SchemaMode};
 use crate::{
     App, Cursor, ErrorFilter, ErrorKey, ErrorQuery, ErrorRecord, ErrorStatus, ErrorSummary,
     EventQuery, EventTypeInfo, OpenError, Order, Page, Processed, ReprocessOutcome, Resolution,
-    Result, SchemaRecord, SessionSummary, Store, StoreError, StoredEvent, TokenGrant,
-    WriteOutcome,
+    Result, SchemaRecord, SessionSummary, Store, StoreError, StoredEvent, TokenGrant, WriteOutcome,
 };
 
 mod errors;
@@ -514,10 +513,8 @@ impl Store for SqliteStore {
 
     async fn event_type(&self, event_type: &EventType) -> Result<Option<EventTypeInfo>> {
         let event_type = event_type.clone();
-        self.read_with(move |conn| {
-            Ok(registry::event_types(conn, Some(&event_type))?.pop())
-        })
-        .await
+        self.read_with(move |conn| Ok(registry::event_types(conn, Some(&event_type))?.pop()))
+            .await
     }
 
     async fn schema(

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use eye_core::auth::{Scope, TokenHash, generate_token};
 use eye_core::EventType;
+use eye_core::auth::{Scope, TokenHash, generate_token};
 use eye_core::schema::SchemaMode;
 use eye_schema::UnknownTypePolicy;
 use eye_server::{Application, Settings};
@@ -205,7 +205,10 @@ fn apply(mut settings: Settings, args: ServeArgs) -> Settings {
     settings.shutdown_timeout_ms = shutdown_timeout_ms.unwrap_or(settings.shutdown_timeout_ms);
     settings.max_payload_bytes = max_payload_bytes.unwrap_or(settings.max_payload_bytes);
     settings.max_payload_depth = max_payload_depth.unwrap_or(settings.max_payload_depth);
-    if let Some(policy) = unknown_event_types.as_deref().and_then(UnknownTypePolicy::parse) {
+    if let Some(policy) = unknown_event_types
+        .as_deref()
+        .and_then(UnknownTypePolicy::parse)
+    {
         settings.unknown_event_types = policy;
     }
     settings
@@ -351,7 +354,8 @@ async fn schema(settings: &Settings, command: SchemaCommand) -> anyhow::Result<(
             mode,
         } => {
             let text = if file.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin()).context("reading the schema from stdin")?
+                std::io::read_to_string(std::io::stdin())
+                    .context("reading the schema from stdin")?
             } else {
                 std::fs::read_to_string(&file)
                     .with_context(|| format!("reading {}", file.display()))?
@@ -381,12 +385,20 @@ async fn schema(settings: &Settings, command: SchemaCommand) -> anyhow::Result<(
                     .schema_version
                     .map_or_else(|| "-".to_owned(), |v| v.to_string());
                 let versions: Vec<String> = t.versions.iter().map(i64::to_string).collect();
-                let mode = if t.registered { t.mode.as_str() } else { "unregistered" };
+                let mode = if t.registered {
+                    t.mode.as_str()
+                } else {
+                    "unregistered"
+                };
                 println!(
                     "{}\t{}\t{mode}\t{current}\t{}\t{}",
                     t.category,
                     t.name,
-                    if versions.is_empty() { "-".to_owned() } else { versions.join(",") },
+                    if versions.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        versions.join(",")
+                    },
                     t.event_count
                 );
             }
@@ -398,8 +410,12 @@ async fn schema(settings: &Settings, command: SchemaCommand) -> anyhow::Result<(
         } => {
             let event_type = event_type(category, name)?;
             let record = store.schema(&event_type, version).await?.with_context(|| {
-                let which = version.map_or("a current schema".to_owned(), |v| format!("version {v}"));
-                format!("{:?}/{:?} has no {which}", event_type.category, event_type.name)
+                let which =
+                    version.map_or("a current schema".to_owned(), |v| format!("version {v}"));
+                format!(
+                    "{:?}/{:?} has no {which}",
+                    event_type.category, event_type.name
+                )
             })?;
             let value: serde_json::Value = serde_json::from_str(record.schema.get())?;
             eprintln!(
@@ -414,14 +430,17 @@ async fn schema(settings: &Settings, command: SchemaCommand) -> anyhow::Result<(
         }
         SchemaCommand::Delete { category, name } => {
             let event_type = event_type(category, name)?;
-            store.delete_schema(&event_type).await.map_err(|e| match e {
-                StoreError::NotFound(_) => anyhow::anyhow!(
-                    "{:?}/{:?} has no current schema",
-                    event_type.category,
-                    event_type.name
-                ),
-                other => other.into(),
-            })?;
+            store
+                .delete_schema(&event_type)
+                .await
+                .map_err(|e| match e {
+                    StoreError::NotFound(_) => anyhow::anyhow!(
+                        "{:?}/{:?} has no current schema",
+                        event_type.category,
+                        event_type.name
+                    ),
+                    other => other.into(),
+                })?;
             eprintln!(
                 "{:?}/{:?}: schema removed; its events are no longer checked",
                 event_type.category, event_type.name

@@ -52,7 +52,10 @@ fn filter_from(params: &Params) -> Result<ErrorFilter, ApiError> {
     if let (Some(from), Some(to)) = (from, to)
         && from >= to
     {
-        return Err(ApiError::bad_parameter("to", "`to` must be later than `from`"));
+        return Err(ApiError::bad_parameter(
+            "to",
+            "`to` must be later than `from`",
+        ));
     }
     Ok(ErrorFilter {
         reason,
@@ -101,17 +104,13 @@ pub async fn get_error(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     state.auth.require(&headers, Scope::Read).await?;
-    let record = state
-        .store
-        .error(error_key(&id)?)
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "error_not_found",
-                format!("no error {id:?}"),
-            )
-        })?;
+    let record = state.store.error(error_key(&id)?).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "error_not_found",
+            format!("no error {id:?}"),
+        )
+    })?;
     Ok(Json(json!(record)))
 }
 

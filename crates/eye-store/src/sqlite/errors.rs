@@ -6,8 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use super::{raw_json, timestamp, uuid_from, write_in};
 use crate::{
     Cursor, ErrorCount, ErrorFilter, ErrorKey, ErrorQuery, ErrorRecord, ErrorStatus, ErrorSummary,
-    HourlyErrorCount, OpenError, Page, Processed, ReprocessOutcome, Resolution, Result,
-    StoreError,
+    HourlyErrorCount, OpenError, Page, Processed, ReprocessOutcome, Resolution, Result, StoreError,
 };
 
 const ERROR_COLUMNS: &str = "r.id, r.event_id, a.name, r.reason, r.message, r.field, r.violations,
@@ -123,8 +122,9 @@ fn key_clause(key: ErrorKey) -> (&'static str, SqlValue) {
 
 pub(super) fn get(conn: &Connection, key: ErrorKey) -> Result<Option<ErrorRecord>> {
     let (clause, value) = key_clause(key);
-    let sql =
-        format!("SELECT {ERROR_COLUMNS} FROM errors r JOIN apps a ON a.id = r.app_id WHERE {clause}");
+    let sql = format!(
+        "SELECT {ERROR_COLUMNS} FROM errors r JOIN apps a ON a.id = r.app_id WHERE {clause}"
+    );
     Ok(conn
         .prepare_cached(&sql)?
         .query_row([value], error_from_row)
@@ -259,7 +259,7 @@ pub(super) fn resolve(
                     // Only an error this transaction moves out of `open` becomes an
                     // event: a concurrent reprocess or dismissal wins otherwise.
                     if mark_fixed.execute(params![error_id, now])? == 1 {
-                        fixed.push(event);
+                        fixed.push(&**event);
                         outcome.reprocessed += 1;
                     }
                 }

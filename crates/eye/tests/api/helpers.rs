@@ -219,7 +219,10 @@ impl TestApp {
         token: &str,
         body: Option<&Value>,
     ) -> Response {
-        let mut request = self.client.request(method, self.url(path)).bearer_auth(token);
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -383,4 +386,13 @@ pub fn typed_event(session_id: &str, category: &str, name: &str, data: Value) ->
         "data": data,
         "timestamp": "2023-01-01T00:00:00Z",
     })
+}
+
+/// The id an ingest verdict gave an element: its event id, or its error id.
+pub fn verdict_id(result: &Value) -> String {
+    result["id"]
+        .as_str()
+        .or_else(|| result["error_id"].as_str())
+        .expect("an id or an error_id")
+        .to_owned()
 }

@@ -3,6 +3,7 @@
 mod bad_input;
 mod concurrency;
 mod crash;
+mod error_workflow;
 mod helpers;
 mod idempotency;
 mod ingest;

@@ -6,18 +6,12 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{WAIT, cli, encode_segment, schema_path, spawn_app, spawn_app_with, typed_event};
+use crate::helpers::{
+    WAIT, cli, encode_segment, schema_path, spawn_app, spawn_app_with, typed_event, verdict_id,
+};
 
 const PAGE: &str = "page interaction";
 const FORM: &str = "form interaction";
-
-fn id_of(result: &Value) -> String {
-    result["id"]
-        .as_str()
-        .or_else(|| result["error_id"].as_str())
-        .expect("an id or an error_id")
-        .to_owned()
-}
 
 #[tokio::test]
 async fn known_types_are_checked_against_their_default_schemas() {
@@ -25,16 +19,39 @@ async fn known_types_are_checked_against_their_default_schemas() {
     let page = json!({"host": "www.example.com", "path": "/"});
     let events = [
         typed_event("k", PAGE, "pageview", page.clone()),
-        typed_event("k", PAGE, "pageview", json!({"host": "www.example.com", "path": 7})),
-        typed_event("k", PAGE, "cta click", json!({"host": "h", "path": "/", "element": "chat bubble"})),
+        typed_event(
+            "k",
+            PAGE,
+            "pageview",
+            json!({"host": "www.example.com", "path": 7}),
+        ),
+        typed_event(
+            "k",
+            PAGE,
+            "cta click",
+            json!({"host": "h", "path": "/", "element": "chat bubble"}),
+        ),
         typed_event("k", PAGE, "cta click", page.clone()),
-        typed_event("k", FORM, "submit", json!({"host": "h", "path": "/", "form": {"first_name": "John"}})),
-        typed_event("k", FORM, "submit", json!({"host": "h", "path": "/", "form": "John"})),
+        typed_event(
+            "k",
+            FORM,
+            "submit",
+            json!({"host": "h", "path": "/", "form": {"first_name": "John"}}),
+        ),
+        typed_event(
+            "k",
+            FORM,
+            "submit",
+            json!({"host": "h", "path": "/", "form": "John"}),
+        ),
     ];
     let results = app.post_batch(&events).await;
     // Schemas are the worker's business: every element is accepted by the API.
-    assert!(results.iter().all(|r| r["status"] == "accepted"), "{results:?}");
-    let ids: Vec<String> = results.iter().map(id_of).collect();
+    assert!(
+        results.iter().all(|r| r["status"] == "accepted"),
+        "{results:?}"
+    );
+    let ids: Vec<String> = results.iter().map(verdict_id).collect();
 
     for valid in [0, 2, 4] {
         let stored = app.wait_for_event("k", &ids[valid], WAIT).await;
@@ -58,7 +75,10 @@ async fn known_types_are_checked_against_their_default_schemas() {
             !violations[0]["message"].as_str().unwrap().is_empty(),
             "{error}"
         );
-        assert!(error["message"].as_str().unwrap().contains("version 1"), "{error}");
+        assert!(
+            error["message"].as_str().unwrap().contains("version 1"),
+            "{error}"
+        );
     }
     let missing = app.wait_for_error(&ids[3], WAIT).await;
     assert!(
@@ -85,12 +105,22 @@ async fn a_schema_update_applies_to_the_next_event_and_keeps_old_versions() {
 
     // The very next event is checked against version 2.
     let untitled = typed_event("u", PAGE, "pageview", json!({"host": "h", "path": "/"}));
-    let with_title = typed_event("u", PAGE, "pageview", json!({"host": "h", "path": "/", "title": "Home"}));
+    let with_title = typed_event(
+        "u",
+        PAGE,
+        "pageview",
+        json!({"host": "h", "path": "/", "title": "Home"}),
+    );
     let results = app.post_batch(&[untitled.clone(), with_title]).await;
-    let error = app.wait_for_error(&id_of(&results[0]), WAIT).await;
+    let error = app.wait_for_error(&verdict_id(&results[0]), WAIT).await;
     assert_eq!(error["reason"], "schema_violation");
-    assert!(error["message"].as_str().unwrap().contains("version 2"), "{error}");
-    let stored = app.wait_for_event("u", &id_of(&results[1]), WAIT).await;
+    assert!(
+        error["message"].as_str().unwrap().contains("version 2"),
+        "{error}"
+    );
+    let stored = app
+        .wait_for_event("u", &verdict_id(&results[1]), WAIT)
+        .await;
     assert_eq!(stored["schema_version"], 2);
 
     // The same schema again adds no version; the old version is still there.
@@ -116,11 +146,18 @@ async fn a_schema_update_applies_to_the_next_event_and_keeps_old_versions() {
 
     // Deleting the schema: events of the type are no longer checked.
     let deleted = app
-        .send_as(Method::DELETE, &schema_path(PAGE, "pageview"), &app.admin_token, None)
+        .send_as(
+            Method::DELETE,
+            &schema_path(PAGE, "pageview"),
+            &app.admin_token,
+            None,
+        )
         .await;
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     let results = app.post_batch(&[untitled]).await;
-    let stored = app.wait_for_event("u", &id_of(&results[0]), WAIT).await;
+    let stored = app
+        .wait_for_event("u", &verdict_id(&results[0]), WAIT)
+        .await;
     assert_eq!(stored["schema_version"], Value::Null);
     let gone = app.get(&schema_path(PAGE, "pageview")).await;
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
@@ -135,7 +172,10 @@ async fn the_management_api_refuses_bad_input_precisely() {
     assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body: Value = invalid.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_schema");
-    assert!(body["error"]["message"].as_str().unwrap().contains("/type"), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("/type"),
+        "{body}"
+    );
 
     let bad_body = app
         .send_as(
@@ -158,7 +198,11 @@ async fn the_management_api_refuses_bad_input_precisely() {
     assert_eq!(as_reader.status(), StatusCode::FORBIDDEN);
 
     let unknown = app
-        .get(&format!("/event-types/{}/{}", encode_segment("no such"), "type"))
+        .get(&format!(
+            "/event-types/{}/{}",
+            encode_segment("no such"),
+            "type"
+        ))
         .await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     let body: Value = unknown.json().await.unwrap();
@@ -174,7 +218,12 @@ async fn the_management_api_refuses_bad_input_precisely() {
     let body: Value = bad_version.json().await.unwrap();
     assert_eq!(body["error"]["details"]["parameter"], "version");
     let delete_none = app
-        .send_as(Method::DELETE, &schema_path("x", "y"), &app.admin_token, None)
+        .send_as(
+            Method::DELETE,
+            &schema_path("x", "y"),
+            &app.admin_token,
+            None,
+        )
         .await;
     assert_eq!(delete_none.status(), StatusCode::NOT_FOUND);
 }
@@ -183,12 +232,19 @@ async fn the_management_api_refuses_bad_input_precisely() {
 async fn shadow_mode_stores_the_event_and_records_a_warning() {
     let app = spawn_app().await;
     let strict = json!({"type": "object", "required": ["title"]});
-    let response = app.put_schema(PAGE, "pageview", strict, Some("shadow")).await;
+    let response = app
+        .put_schema(PAGE, "pageview", strict, Some("shadow"))
+        .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let results = app
-        .post_batch(&[typed_event("sh", PAGE, "pageview", json!({"host": "h", "path": "/"}))])
+        .post_batch(&[typed_event(
+            "sh",
+            PAGE,
+            "pageview",
+            json!({"host": "h", "path": "/"}),
+        )])
         .await;
-    let id = id_of(&results[0]);
+    let id = verdict_id(&results[0]);
     let stored = app.wait_for_event("sh", &id, WAIT).await;
     assert_eq!(stored["schema_version"], 2);
     let warning = app.wait_for_error(&id, WAIT).await;
@@ -217,7 +273,7 @@ async fn a_schema_set_by_the_cli_applies_within_a_second() {
     while set_at.elapsed() < Duration::from_millis(1500) {
         let event = typed_event("cli", PAGE, "pageview", json!({"host": "h", "path": "/"}));
         let results = app.post_batch(&[event]).await;
-        sent.push((set_at.elapsed(), id_of(&results[0])));
+        sent.push((set_at.elapsed(), verdict_id(&results[0])));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for (after, id) in &sent {
@@ -225,11 +281,20 @@ async fn a_schema_set_by_the_cli_applies_within_a_second() {
             continue;
         }
         let error = app.wait_for_error(id, WAIT).await;
-        assert_eq!(error["reason"], "schema_violation", "posted {after:?} after the change");
+        assert_eq!(
+            error["reason"], "schema_violation",
+            "posted {after:?} after the change"
+        );
     }
     let listed = cli(&app.data_dir, &["schema", "list"]);
-    assert!(listed.contains("page interaction\tpageview\tenforce\t2\t1,2\t"), "{listed}");
-    let shown = cli(&app.data_dir, &["schema", "show", PAGE, "pageview", "--version", "1"]);
+    assert!(
+        listed.contains("page interaction\tpageview\tenforce\t2\t1,2\t"),
+        "{listed}"
+    );
+    let shown = cli(
+        &app.data_dir,
+        &["schema", "show", PAGE, "pageview", "--version", "1"],
+    );
     let shown: Value = serde_json::from_str(&shown).unwrap();
     assert_eq!(shown["required"], json!(["host", "path"]));
 }
@@ -240,7 +305,9 @@ async fn unknown_types_are_accepted_by_default_and_refused_on_request() {
     let results = accepting
         .post_batch(&[typed_event("t", "video", "play", json!({"at": 3}))])
         .await;
-    let stored = accepting.wait_for_event("t", &id_of(&results[0]), WAIT).await;
+    let stored = accepting
+        .wait_for_event("t", &verdict_id(&results[0]), WAIT)
+        .await;
     assert_eq!(stored["schema_version"], Value::Null);
     let info = accepting.get_json("/event-types/video/play").await;
     assert_eq!(info["registered"], false);
@@ -253,24 +320,44 @@ async fn unknown_types_are_accepted_by_default_and_refused_on_request() {
             typed_event("t", PAGE, "pageview", json!({"host": "h", "path": "/"})),
         ])
         .await;
-    let error = refusing.wait_for_error(&id_of(&results[0]), WAIT).await;
+    let error = refusing
+        .wait_for_error(&verdict_id(&results[0]), WAIT)
+        .await;
     assert_eq!(error["reason"], "unknown_event_type");
-    refusing.wait_for_event("t", &id_of(&results[1]), WAIT).await;
+    refusing
+        .wait_for_event("t", &verdict_id(&results[1]), WAIT)
+        .await;
 }
 
 #[tokio::test]
 async fn payload_limits_come_before_the_schema_with_their_own_reasons() {
     let app = spawn_app_with(&["--max-payload-bytes", "200", "--max-payload-depth", "4"]).await;
-    let large = typed_event("l", PAGE, "pageview", json!({"host": "h", "path": "/", "blob": "x".repeat(300)}));
-    let deep = typed_event("l", PAGE, "pageview", json!({"host": "h", "path": "/", "a": {"b": {"c": {"d": {}}}}}));
-    let fine = typed_event("l", PAGE, "pageview", json!({"host": "h", "path": "/", "a": {"b": {"c": {"d": 1}}}}));
+    let large = typed_event(
+        "l",
+        PAGE,
+        "pageview",
+        json!({"host": "h", "path": "/", "blob": "x".repeat(300)}),
+    );
+    let deep = typed_event(
+        "l",
+        PAGE,
+        "pageview",
+        json!({"host": "h", "path": "/", "a": {"b": {"c": {"d": {}}}}}),
+    );
+    let fine = typed_event(
+        "l",
+        PAGE,
+        "pageview",
+        json!({"host": "h", "path": "/", "a": {"b": {"c": {"d": 1}}}}),
+    );
     let results = app.post_batch(&[large, deep, fine]).await;
     assert_eq!(results[0]["status"], "rejected");
     assert_eq!(results[0]["error"]["code"], "payload_too_large");
     assert_eq!(results[1]["status"], "rejected");
     assert_eq!(results[1]["error"]["code"], "payload_too_deep");
     assert_eq!(results[2]["status"], "accepted");
-    let error = app.wait_for_error(&id_of(&results[1]), WAIT).await;
+    let error = app.wait_for_error(&verdict_id(&results[1]), WAIT).await;
     assert_eq!(error["reason"], "payload_too_deep");
-    app.wait_for_event("l", &id_of(&results[2]), WAIT).await;
+    app.wait_for_event("l", &verdict_id(&results[2]), WAIT)
+        .await;
 }
