@@ -49,7 +49,7 @@ pub const REASON_CODES: [(&str, &str); 13] = [
 ];
 
 /// A refused event's reason.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Rejection {
     pub code: String,
     pub message: String,
@@ -65,7 +65,7 @@ pub struct Rejection {
 pub const MAX_VIOLATIONS: usize = 20;
 
 /// One thing a JSON Schema found wrong with a payload.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Violation {
     /// JSON pointer to the offending value inside `data` (`""` is `data` itself).
     pub pointer: String,

@@ -5,7 +5,17 @@ use crate::event::EventType;
 /// `enforce`: a payload that violates the schema makes the event an error.
 /// `shadow`: the event is stored anyway and the violations are recorded as a warning,
 /// so a new schema can be tried on live traffic without losing events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SchemaMode {
     #[default]

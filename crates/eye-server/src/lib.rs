@@ -7,6 +7,7 @@ pub mod auth;
 pub mod checker;
 pub mod config;
 pub mod error;
+pub mod openapi;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;

@@ -19,7 +19,7 @@ use crate::auth::Authenticator;
 use crate::checker::Checker;
 use crate::config::Settings;
 use crate::error;
-use crate::routes::{errors, event_types, events, health, ingest, sessions};
+use crate::routes::{errors, event_types, events, health, ingest, sessions, stats};
 use crate::telemetry::{self, Metrics};
 use crate::worker::Worker;
 
@@ -61,7 +61,9 @@ pub fn router(state: AppState) -> Router {
             "/events/",
             post(ingest::ingest_events).get(events::list_events),
         )
+        .route("/sessions", get(sessions::list_sessions))
         .route("/sessions/{id}", get(sessions::get_session))
+        .route("/stats", get(stats::get_stats))
         .route("/errors", get(errors::list_errors))
         .route("/errors/summary", get(errors::error_summary))
         .route("/errors/reprocess", post(errors::reprocess_errors))
@@ -78,6 +80,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(telemetry::render_metrics))
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/api/schema/swagger-ui")
+                .url("/api/schema", crate::openapi::document()),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             telemetry::track_requests,

@@ -28,10 +28,12 @@ pub struct RequestLabels {
 
 /// The routes as labels. Static strings keep the per-request bookkeeping free of
 /// allocations, and a fixed set keeps the label cardinality bounded.
-const ROUTES: [&str; 15] = [
+const ROUTES: [&str; 17] = [
     "/events",
     "/events/",
+    "/sessions",
     "/sessions/{id}",
+    "/stats",
     "/errors",
     "/errors/summary",
     "/errors/reprocess",

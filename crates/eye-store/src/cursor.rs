@@ -47,6 +47,41 @@ impl Cursor {
     }
 }
 
+/// The position in a sessions listing: the last session's `last_seen` and id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionCursor {
+    pub last_seen: i64,
+    pub session_id: String,
+}
+
+const SESSION_VERSION: u8 = 2;
+
+impl SessionCursor {
+    pub fn encode(&self) -> String {
+        let mut bytes = Vec::with_capacity(9 + self.session_id.len());
+        bytes.push(SESSION_VERSION);
+        bytes.extend_from_slice(&self.last_seen.to_be_bytes());
+        bytes.extend_from_slice(self.session_id.as_bytes());
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn decode(text: &str) -> Result<Self, CursorError> {
+        if text.len() < 18 || !text.len().is_multiple_of(2) || !text.is_ascii() {
+            return Err(CursorError);
+        }
+        let bytes = (0..text.len() / 2)
+            .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| CursorError))
+            .collect::<Result<Vec<u8>, _>>()?;
+        if bytes[0] != SESSION_VERSION {
+            return Err(CursorError);
+        }
+        Ok(SessionCursor {
+            last_seen: i64::from_be_bytes(bytes[1..9].try_into().expect("8 bytes")),
+            session_id: String::from_utf8(bytes[9..].to_vec()).map_err(|_| CursorError)?,
+        })
+    }
+}
+
 impl fmt::Display for Cursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.encode())
@@ -56,6 +91,24 @@ impl fmt::Display for Cursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_cursors_round_trip_and_are_not_event_cursors() {
+        let cursor = SessionCursor {
+            last_seen: -5,
+            session_id: "s é,1".into(),
+        };
+        assert_eq!(SessionCursor::decode(&cursor.encode()), Ok(cursor.clone()));
+        assert!(Cursor::decode(&cursor.encode()).is_err());
+        let event = Cursor {
+            ts: 1,
+            seq: 2,
+            pk: 3,
+        }
+        .encode();
+        assert!(SessionCursor::decode(&event).is_err());
+        assert!(SessionCursor::decode("02zz").is_err());
+    }
 
     #[test]
     fn round_trips_and_refuses_garbage() {

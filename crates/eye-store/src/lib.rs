@@ -18,7 +18,7 @@ use uuid::Uuid;
 pub mod cursor;
 pub mod sqlite;
 
-pub use cursor::Cursor;
+pub use cursor::{Cursor, SessionCursor};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +92,10 @@ pub struct EventQuery {
     pub session_id: Option<String>,
     pub category: Option<String>,
     pub name: Option<String>,
+    /// An application's name, or its numeric id.
+    pub app: Option<String>,
+    /// Equality on payload fields: every one must match.
+    pub data: Vec<DataFilter>,
     pub from: Option<Timestamp>,
     pub to: Option<Timestamp>,
     pub order: Order,
@@ -99,12 +103,83 @@ pub struct EventQuery {
     pub after: Option<Cursor>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// `data.form.first_name=John`: the value at `path` inside `data` equals `value`, as
+/// a string, or as the number or boolean it spells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataFilter {
+    /// Object keys from the top of `data`, at least one.
+    pub path: Vec<String>,
+    pub value: String,
+}
+
+/// Sessions that overlap a time range, most recently active first.
+#[derive(Debug, Clone, Default)]
+pub struct SessionQuery {
+    pub app: Option<String>,
+    /// Sessions active at or after `from` (their last event).
+    pub from: Option<Timestamp>,
+    /// Sessions active before `to` (their first event).
+    pub to: Option<Timestamp>,
+    pub limit: u32,
+    pub after: Option<SessionCursor>,
+}
+
+/// What `/stats` groups by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GroupBy {
+    Category,
+    Name,
+    App,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Bucket {
+    pub fn micros(self) -> i64 {
+        match self {
+            Bucket::Minute => 60_000_000,
+            Bucket::Hour => 3_600_000_000,
+            Bucket::Day => 86_400_000_000,
+        }
+    }
+}
+
+/// Event counts over `[from, to)`, grouped by the `group_by` keys and, optionally,
+/// by time bucket (UTC).
+#[derive(Debug, Clone, Default)]
+pub struct StatsQuery {
+    pub group_by: Vec<GroupBy>,
+    pub bucket: Option<Bucket>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+}
+
+/// One group's count; the fields not grouped by are absent.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+pub struct StatsRow {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StoredEvent {
     pub id: Uuid,
     pub session_id: String,
     pub category: String,
     pub name: String,
+    #[schema(value_type = Object)]
     pub data: Box<RawValue>,
     pub timestamp: Timestamp,
     pub seq: i64,
@@ -118,6 +193,7 @@ pub struct StoredEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schema_version: Option<i64>,
     #[serde(skip)]
+    #[schema(ignore)]
     pub cursor: Cursor,
 }
 
@@ -128,7 +204,7 @@ pub struct Page<T> {
     pub next: Option<Cursor>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SessionSummary {
     pub session_id: String,
     pub first_seen: Timestamp,
@@ -160,7 +236,7 @@ pub struct ErrorQuery {
 }
 
 /// Where an error record is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorStatus {
     /// Refused, waiting for a fix and a reprocess (or a dismissal).
@@ -213,14 +289,14 @@ impl ErrorKey {
 }
 
 /// Error counts over a time range, by reason and event type, overall and per hour.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ErrorSummary {
     pub total: i64,
     pub by_reason_and_type: Vec<ErrorCount>,
     pub hourly: Vec<HourlyErrorCount>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ErrorCount {
     pub reason: String,
     pub category: Option<String>,
@@ -228,7 +304,7 @@ pub struct ErrorCount {
     pub count: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HourlyErrorCount {
     /// The start of the hour.
     pub hour: Timestamp,
@@ -263,14 +339,14 @@ pub enum Resolution {
 
 /// What applying resolutions did. An error that was no longer open (dismissed or
 /// reprocessed by someone else meanwhile) is counted in neither.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ReprocessOutcome {
     pub reprocessed: u64,
     pub still_invalid: u64,
 }
 
 /// A registered or seen event type, with its schema versions and its stored events.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventTypeInfo {
     pub category: String,
     pub name: String,
@@ -285,7 +361,7 @@ pub struct EventTypeInfo {
 }
 
 /// One version of a type's schema.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SchemaRecord {
     pub category: String,
     pub name: String,
@@ -293,11 +369,13 @@ pub struct SchemaRecord {
     pub mode: SchemaMode,
     /// Whether this is the version new events are checked against.
     pub current: bool,
+    /// A JSON Schema: an object or a boolean.
+    #[schema(value_type = Value)]
     pub schema: Box<RawValue>,
     pub created_at: Timestamp,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ErrorRecord {
     pub id: i64,
     pub event_id: Uuid,
@@ -308,6 +386,8 @@ pub struct ErrorRecord {
     pub field: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub violations: Vec<Violation>,
+    /// The event as the client sent it (or as the API parsed it).
+    #[schema(value_type = Object)]
     pub raw: Box<RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
@@ -322,7 +402,7 @@ pub struct ErrorRecord {
     pub status: ErrorStatus,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct App {
     pub id: i64,
     pub name: String,
@@ -347,7 +427,20 @@ pub trait Store: Send + Sync + 'static {
     async fn write(&self, batch: std::sync::Arc<Vec<Processed>>) -> Result<WriteOutcome>;
 
     async fn events(&self, query: EventQuery) -> Result<Page<StoredEvent>>;
+    /// Streams every event matching `query` (its `limit` is the chunk size) into
+    /// `sink`, one chunk at a time, walking the keyset pages; stops early when the
+    /// receiver goes away. Memory stays bounded by the chunk size and the channel.
+    async fn export_events(
+        &self,
+        query: EventQuery,
+        sink: tokio::sync::mpsc::Sender<Vec<StoredEvent>>,
+    ) -> Result<()>;
     async fn session(&self, session_id: &str) -> Result<Option<SessionSummary>>;
+    async fn sessions(
+        &self,
+        query: SessionQuery,
+    ) -> Result<(Vec<SessionSummary>, Option<SessionCursor>)>;
+    async fn stats(&self, query: StatsQuery) -> Result<Vec<StatsRow>>;
     async fn errors(&self, query: ErrorQuery) -> Result<Page<ErrorRecord>>;
     async fn error(&self, key: ErrorKey) -> Result<Option<ErrorRecord>>;
     async fn error_summary(&self, filter: ErrorFilter) -> Result<ErrorSummary>;

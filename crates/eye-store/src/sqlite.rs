@@ -24,16 +24,21 @@ use eye_core::schema::{ActiveType, SchemaMode};
 use crate::{
     App, Cursor, ErrorFilter, ErrorKey, ErrorQuery, ErrorRecord, ErrorStatus, ErrorSummary,
     EventQuery, EventTypeInfo, OpenError, Order, Page, Processed, ReprocessOutcome, Resolution,
-    Result, SchemaRecord, SessionSummary, Store, StoreError, StoredEvent, TokenGrant, WriteOutcome,
+    Result, SchemaRecord, SessionCursor, SessionQuery, SessionSummary, StatsQuery, StatsRow, Store,
+    StoreError, StoredEvent, TokenGrant, WriteOutcome,
 };
 
+mod analytics;
 mod errors;
 mod registry;
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_schemas.sql"),
+    include_str!("../migrations/0003_queries.sql"),
 ];
+
+const MINUTE_MICROS: i64 = 60_000_000;
 
 /// Readers kept open between queries; more may be opened under load and are closed after.
 const IDLE_READERS: usize = 8;
@@ -169,6 +174,10 @@ fn write_in<'a>(
     let mut link_app = tx.prepare_cached(
         "INSERT INTO session_apps (session_id, app_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
     )?;
+    let mut count_minute = tx.prepare_cached(
+        "INSERT INTO event_counts (minute, category, name, app_id, events) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (minute, category, name, app_id) DO UPDATE SET events = events + excluded.events",
+    )?;
     let mut count_type = tx.prepare_cached(
         "INSERT INTO type_counts (category, name, events) VALUES (?1, ?2, ?3)
          ON CONFLICT (category, name) DO UPDATE SET events = events + excluded.events",
@@ -213,6 +222,7 @@ fn write_in<'a>(
     // cost), and in key order, so each B-tree is walked once, not hit at random.
     let mut sessions: BTreeMap<&str, SessionDelta> = BTreeMap::new();
     let mut types: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    let mut minutes: BTreeMap<(i64, &str, &str, i64), i64> = BTreeMap::new();
     for processed in batch {
         match processed {
             Processed::Event {
@@ -257,6 +267,14 @@ fn write_in<'a>(
                 }
                 *types
                     .entry((&event.event_type.category, &event.event_type.name))
+                    .or_default() += 1;
+                *minutes
+                    .entry((
+                        event.timestamp.div_euclid(MINUTE_MICROS) * MINUTE_MICROS,
+                        &event.event_type.category,
+                        &event.event_type.name,
+                        *app_id,
+                    ))
                     .or_default() += 1;
                 outcome.stored += 1;
                 if let Some(warning) = warning {
@@ -305,6 +323,9 @@ fn write_in<'a>(
     }
     for ((category, name), count) in &types {
         count_type.execute(params![category, name, count])?;
+    }
+    for ((minute, category, name, app_id), count) in &minutes {
+        count_minute.execute(params![minute, category, name, app_id, count])?;
     }
     Ok(outcome)
 }
@@ -378,6 +399,22 @@ fn query_events(conn: &Connection, query: &EventQuery) -> Result<Page<StoredEven
     if let Some(name) = &query.name {
         filter("e.name = ?", SqlValue::Text(name.clone()));
     }
+    if let Some(app) = &query.app {
+        filter(
+            "(a.name = ? OR CAST(a.id AS TEXT) = ?)",
+            SqlValue::Text(app.clone()),
+        );
+    }
+    for data in &query.data {
+        // The path and the typed value are literals built here (keys are quoted and
+        // escaped); only the client's text value is a parameter.
+        let path = json_path(&data.path).replace('\'', "''");
+        let clause = match typed_literal(&data.value) {
+            Some(typed) => format!("json_extract(e.data, '{path}') IN (?, {typed})"),
+            None => format!("json_extract(e.data, '{path}') = ?"),
+        };
+        filter(&clause, SqlValue::Text(data.value.clone()));
+    }
     if let Some(from) = query.from {
         filter("e.ts >= ?", SqlValue::Integer(from.as_micros()));
     }
@@ -413,6 +450,55 @@ fn query_events(conn: &Connection, query: &EventQuery) -> Result<Page<StoredEven
         None
     };
     Ok(Page { items, next })
+}
+
+/// A JSON path for SQLite's `json_extract`, every key quoted: `$."form"."first_name"`.
+fn json_path(keys: &[String]) -> String {
+    let mut path = String::from("$");
+    for key in keys {
+        path.push_str(".\"");
+        path.push_str(key);
+        path.push('"');
+    }
+    path
+}
+
+/// The number or boolean a filter value spells, as an SQL literal equal to what
+/// `json_extract` returns for it (booleans are 1 and 0).
+fn typed_literal(value: &str) -> Option<String> {
+    match value {
+        "true" => Some("1".into()),
+        "false" => Some("0".into()),
+        _ => value
+            .parse::<i64>()
+            .map(|n| n.to_string())
+            .ok()
+            .or_else(|| {
+                value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite())
+                    .map(|f| format!("{f:?}"))
+            }),
+    }
+}
+
+fn export_events(
+    conn: &Connection,
+    mut query: EventQuery,
+    sink: &tokio::sync::mpsc::Sender<Vec<StoredEvent>>,
+) -> Result<()> {
+    loop {
+        let page = query_events(conn, &query)?;
+        let next = page.next;
+        if !page.items.is_empty() && sink.blocking_send(page.items).is_err() {
+            return Ok(()); // the client went away
+        }
+        match next {
+            Some(cursor) => query.after = Some(cursor),
+            None => return Ok(()),
+        }
+    }
 }
 
 fn query_session(conn: &Connection, session_id: &str) -> Result<Option<SessionSummary>> {
@@ -461,6 +547,28 @@ impl Store for SqliteStore {
 
     async fn events(&self, query: EventQuery) -> Result<Page<StoredEvent>> {
         self.read_with(move |conn| query_events(conn, &query)).await
+    }
+
+    async fn export_events(
+        &self,
+        query: EventQuery,
+        sink: tokio::sync::mpsc::Sender<Vec<StoredEvent>>,
+    ) -> Result<()> {
+        self.read_with(move |conn| export_events(conn, query, &sink))
+            .await
+    }
+
+    async fn sessions(
+        &self,
+        query: SessionQuery,
+    ) -> Result<(Vec<SessionSummary>, Option<SessionCursor>)> {
+        self.read_with(move |conn| analytics::sessions(conn, &query))
+            .await
+    }
+
+    async fn stats(&self, query: StatsQuery) -> Result<Vec<StatsRow>> {
+        self.read_with(move |conn| analytics::stats(conn, &query))
+            .await
     }
 
     async fn session(&self, session_id: &str) -> Result<Option<SessionSummary>> {

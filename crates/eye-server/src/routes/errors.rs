@@ -14,6 +14,8 @@ use eye_store::{ErrorFilter, ErrorKey, ErrorQuery, ErrorStatus, ReprocessOutcome
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
+#[allow(unused_imports)]
+use crate::openapi::*;
 use crate::routes::events::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::routes::params::Params;
 use crate::startup::AppState;
@@ -77,6 +79,29 @@ fn error_key(id: &str) -> Result<ErrorKey, ApiError> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/errors",
+    tag = "errors",
+    description = "Error records, newest first.",
+    params(
+        ("reason" = Option<String>, Query, description = "A reason code"),
+        ("category" = Option<String>, Query),
+        ("name" = Option<String>, Query),
+        ("app" = Option<String>, Query, description = "Application name or id"),
+        ("from" = Option<String>, Query, description = "RFC 3339, inclusive, on the time received"),
+        ("to" = Option<String>, Query, description = "RFC 3339, exclusive"),
+        ("status" = Option<String>, Query, description = "`open`, `reprocessed`, `dismissed` or `warning`"),
+        ("limit" = Option<u32>, Query, description = "1–1000, default 100"),
+        ("cursor" = Option<String>, Query),
+    ),
+    responses(
+        (status = 200, description = "A page of errors", body = ErrorsPage),
+        (status = 400, description = "A bad parameter, named in `details.parameter`", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = ErrorBody),
+    )
+)]
 pub async fn list_errors(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -98,6 +123,19 @@ pub async fn list_errors(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/errors/{id}",
+    tag = "errors",
+    params(("id" = String, Path, description = "The `error_id` of an ingest verdict (a UUID), or the record's number")),
+    responses(
+        (status = 200, description = "The error", body = eye_store::ErrorRecord),
+        (status = 400, description = "A bad parameter, named in `details.parameter`", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = ErrorBody),
+        (status = 404, description = "No such error", body = ErrorBody),
+    )
+)]
 pub async fn get_error(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -114,6 +152,27 @@ pub async fn get_error(
     Ok(Json(json!(record)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/errors/summary",
+    tag = "errors",
+    description = "Error counts by reason and event type, overall and per hour. The range defaults to the 24 hours before `to` (default now).",
+    params(
+        ("reason" = Option<String>, Query, description = "A reason code"),
+        ("category" = Option<String>, Query),
+        ("name" = Option<String>, Query),
+        ("app" = Option<String>, Query, description = "Application name or id"),
+        ("from" = Option<String>, Query, description = "RFC 3339, inclusive, on the time received"),
+        ("to" = Option<String>, Query, description = "RFC 3339, exclusive"),
+        ("status" = Option<String>, Query),
+    ),
+    responses(
+        (status = 200, description = "The counts", body = ErrorSummaryAnswer),
+        (status = 400, description = "A bad parameter, named in `details.parameter`", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = ErrorBody),
+    )
+)]
 pub async fn error_summary(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -143,6 +202,20 @@ pub async fn error_summary(
     })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/errors/{id}/dismiss",
+    tag = "errors",
+    params(("id" = String, Path, description = "The `error_id` (UUID) or the record's number")),
+    responses(
+        (status = 200, description = "The error, now dismissed", body = eye_store::ErrorRecord),
+        (status = 400, description = "A bad parameter, named in `details.parameter`", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = ErrorBody),
+        (status = 404, description = "No such error", body = ErrorBody),
+        (status = 409, description = "The error was reprocessed into an event (`invalid_state`)", body = ErrorBody),
+    )
+)]
 pub async fn dismiss_error(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -156,6 +229,26 @@ pub async fn dismiss_error(
 /// Rechecks every open error matching the filter against the current schemas: those
 /// valid now are stored (with their original id and reception time) and marked
 /// `reprocessed` in the same transaction; the others stay open with their new reason.
+#[utoipa::path(
+    post,
+    path = "/errors/reprocess",
+    tag = "errors",
+    description = "Rechecks the open errors matching the filters against the current schemas; those valid now become events exactly once (same id, original reception time).",
+    params(
+        ("reason" = Option<String>, Query, description = "A reason code"),
+        ("category" = Option<String>, Query),
+        ("name" = Option<String>, Query),
+        ("app" = Option<String>, Query, description = "Application name or id"),
+        ("from" = Option<String>, Query, description = "RFC 3339, inclusive, on the time received"),
+        ("to" = Option<String>, Query, description = "RFC 3339, exclusive"),
+    ),
+    responses(
+        (status = 200, description = "What was done", body = ReprocessAnswer),
+        (status = 400, description = "A bad parameter, named in `details.parameter`", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = ErrorBody),
+    )
+)]
 pub async fn reprocess_errors(
     State(state): State<AppState>,
     headers: HeaderMap,

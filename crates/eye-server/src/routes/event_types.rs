@@ -16,6 +16,8 @@ use eye_core::schema::SchemaMode;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
+#[allow(unused_imports)]
+use crate::openapi::*;
 use crate::routes::params::Params;
 use crate::startup::AppState;
 
@@ -42,6 +44,18 @@ fn type_not_found(event_type: &EventType) -> ApiError {
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/event-types",
+    tag = "schemas",
+    description = "Registered types and types that have events, with schema versions and event counts.",
+    responses(
+        (status = 200, description = "The types", body = EventTypesList),
+        (status = 400, description = "A bad parameter, named in `details.parameter`", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = ErrorBody),
+    )
+)]
 pub async fn list_types(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -53,6 +67,22 @@ pub async fn list_types(
     Ok(Json(json!({ "event_types": types })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/event-types/{category}/{name}",
+    tag = "schemas",
+    params(
+        ("category" = String, Path, description = "Percent-encoded, e.g. `page%20interaction`"),
+        ("name" = String, Path),
+    ),
+    responses(
+        (status = 200, description = "The type", body = eye_store::EventTypeInfo),
+        (status = 400, description = "A bad parameter, named in `details.parameter`", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = ErrorBody),
+        (status = 404, description = "Neither registered nor seen (`event_type_not_found`)", body = ErrorBody),
+    )
+)]
 pub async fn get_type(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -68,6 +98,23 @@ pub async fn get_type(
     Ok(Json(json!(info)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/event-types/{category}/{name}/schema",
+    tag = "schemas",
+    params(
+        ("category" = String, Path, description = "Percent-encoded, e.g. `page%20interaction`"),
+        ("name" = String, Path),
+        ("version" = Option<i64>, Query, description = "A version; the current one by default"),
+    ),
+    responses(
+        (status = 200, description = "The schema", body = eye_store::SchemaRecord),
+        (status = 400, description = "A bad parameter, named in `details.parameter`", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = ErrorBody),
+        (status = 404, description = "No such schema (`schema_not_found`)", body = ErrorBody),
+    )
+)]
 pub async fn get_schema(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -111,6 +158,25 @@ struct PutSchema {
     mode: Option<SchemaMode>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/event-types/{category}/{name}/schema",
+    tag = "schemas",
+    description = "Sets the type's schema (a new version; the old ones are kept) and, optionally, its mode. Applies to new events within a second.",
+    params(
+        ("category" = String, Path, description = "Percent-encoded, e.g. `page%20interaction`"),
+        ("name" = String, Path),
+    ),
+    request_body = PutSchemaBody,
+    responses(
+        (status = 201, description = "A new version", body = eye_store::SchemaRecord),
+        (status = 200, description = "The same schema as the current one: no new version", body = eye_store::SchemaRecord),
+        (status = 400, description = "The body is not `{schema, mode}`", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = ErrorBody),
+        (status = 422, description = "Not a valid JSON Schema (`invalid_schema`)", body = ErrorBody),
+    )
+)]
 pub async fn put_schema(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -149,6 +215,23 @@ pub async fn put_schema(
     Ok((status, Json(json!(record))).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/event-types/{category}/{name}/schema",
+    tag = "schemas",
+    description = "Stops checking the type's events; its versions are kept.",
+    params(
+        ("category" = String, Path, description = "Percent-encoded, e.g. `page%20interaction`"),
+        ("name" = String, Path),
+    ),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "A bad parameter, named in `details.parameter`", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = ErrorBody),
+        (status = 404, description = "The type has no current schema (`schema_not_found`)", body = ErrorBody),
+    )
+)]
 pub async fn delete_schema(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -1,43 +1,235 @@
-//! `GET /events`: stored events, filtered, in time order, one keyset page at a time.
+//! `GET /events`: stored events, filtered, in time order, one keyset page at a time;
+//! or, with `Accept: application/x-ndjson` or `text/csv`, every matching event as one
+//! stream in constant memory.
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{RawQuery, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use eye_core::auth::Scope;
-use eye_store::{EventQuery, Order};
-use serde_json::{Value, json};
+use eye_store::{DataFilter, EventQuery, Order, StoredEvent};
+use serde_json::json;
 
 use crate::error::ApiError;
+#[allow(unused_imports)]
+use crate::openapi::*;
 use crate::routes::params::Params;
 use crate::startup::AppState;
 
 pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 1_000;
 
-const PARAMETERS: [&str; 8] = [
+/// Events read from the store per export chunk, and chunks buffered ahead of the
+/// client: together they bound an export's memory.
+const EXPORT_CHUNK: u32 = 2_000;
+const EXPORT_CHUNKS_AHEAD: usize = 2;
+
+pub const PARAMETERS: [&str; 10] = [
     "session_id",
     "category",
     "name",
+    "app",
     "from",
     "to",
     "limit",
     "cursor",
     "order",
+    "data.*",
 ];
 
+/// What the client asked to receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One page of JSON.
+    Json,
+    /// Every matching event, one JSON object per line.
+    Ndjson,
+    /// Every matching event, one CSV row per event after a header row.
+    Csv,
+}
+
+/// Picks the format from `Accept` by preference (`q`), then by order; `406` when
+/// nothing acceptable is offered.
+pub fn negotiate(headers: &HeaderMap) -> Result<Format, ApiError> {
+    let Some(accept) = headers.get(header::ACCEPT) else {
+        return Ok(Format::Json);
+    };
+    let accept = accept.to_str().unwrap_or("");
+    let mut ranges: Vec<(f32, usize, String)> = accept
+        .split(',')
+        .enumerate()
+        .filter_map(|(position, range)| {
+            let mut parts = range.split(';');
+            let media = parts.next()?.trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            (!media.is_empty() && q > 0.0).then_some((q, position, media))
+        })
+        .collect();
+    ranges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (_, _, media) in &ranges {
+        match media.as_str() {
+            "application/json" | "application/*" | "*/*" => return Ok(Format::Json),
+            "application/x-ndjson" | "application/jsonl" => return Ok(Format::Ndjson),
+            "text/csv" | "text/*" => return Ok(Format::Csv),
+            _ => {}
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_ACCEPTABLE,
+        "not_acceptable",
+        format!(
+            "cannot answer in {accept:?}; offered: application/json, application/x-ndjson, text/csv"
+        ),
+    ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/events",
+    tag = "query",
+    description = "Stored events, filtered, in time order, one keyset page at a time. With `Accept: application/x-ndjson` or `text/csv`, every matching event as one stream (`limit` then caps the whole export). Payload filters: `data.<path>=<value>`, e.g. `data.form.first_name=John` (any number of them).",
+    params(
+        ("session_id" = Option<String>, Query),
+        ("category" = Option<String>, Query),
+        ("name" = Option<String>, Query),
+        ("app" = Option<String>, Query, description = "Application name or id"),
+        ("from" = Option<String>, Query, description = "RFC 3339, inclusive"),
+        ("to" = Option<String>, Query, description = "RFC 3339, exclusive"),
+        ("order" = Option<String>, Query, description = "`asc` or `desc`; default ascending for a session, newest first otherwise"),
+        ("limit" = Option<u32>, Query, description = "1–1000, default 100"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page, or an export stream", content((EventsPage = "application/json"), (String = "application/x-ndjson"), (String = "text/csv"))),
+        (status = 400, description = "A bad parameter, named in `details.parameter`", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = ErrorBody),
+        (status = 406, description = "No acceptable format in `Accept`", body = ErrorBody),
+    )
+)]
 pub async fn list_events(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     state.auth.require(&headers, Scope::Read).await?;
+    let format = negotiate(&headers)?;
     let params = Params::parse(query.as_deref(), &PARAMETERS)?;
-    let event_query = event_query(&params, DEFAULT_LIMIT)?;
-    let page = state.store.events(event_query).await?;
-    Ok(Json(json!({
-        "events": page.items,
-        "next_cursor": page.next.map(|c| c.encode()),
-    })))
+    let mut event_query = event_query(&params, DEFAULT_LIMIT)?;
+    if format == Format::Json {
+        let page = state.store.events(event_query).await?;
+        return Ok(Json(json!({
+            "events": page.items,
+            "next_cursor": page.next.map(|c| c.encode()),
+        }))
+        .into_response());
+    }
+    // An export has no page limit; `limit`, when given, caps the whole export.
+    let cap = params
+        .text("limit")
+        .is_some()
+        .then_some(event_query.limit as usize);
+    event_query.limit = EXPORT_CHUNK;
+    Ok(export(&state, event_query, format, cap))
+}
+
+fn export(state: &AppState, query: EventQuery, format: Format, cap: Option<usize>) -> Response {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Vec<StoredEvent>>(EXPORT_CHUNKS_AHEAD);
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        if let Err(error) = store.export_events(query, sender).await {
+            // The status line is long gone: the stream ends early, and the client sees a
+            // truncated body (no final chunk).
+            tracing::error!(%error, "export failed midway");
+        }
+    });
+    let header_row =
+        (format == Format::Csv).then(|| bytes::Bytes::from_static(CSV_HEADER.as_bytes()));
+    let remaining = cap.unwrap_or(usize::MAX);
+    let body = futures_util::stream::unfold(
+        (receiver, remaining, header_row),
+        move |(mut receiver, remaining, header_row)| async move {
+            if let Some(header_row) = header_row {
+                return Some((Ok(header_row), (receiver, remaining, None)));
+            }
+            if remaining == 0 {
+                return None; // dropping the receiver stops the store's reader
+            }
+            let mut chunk = receiver.recv().await?;
+            chunk.truncate(remaining);
+            let left = remaining - chunk.len();
+            let bytes = encode_chunk(&chunk, format);
+            Some((
+                Ok::<_, std::convert::Infallible>(bytes),
+                (receiver, left, None),
+            ))
+        },
+    );
+    let content_type = match format {
+        Format::Csv => "text/csv; charset=utf-8",
+        _ => "application/x-ndjson",
+    };
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+const CSV_HEADER: &str = "id,session_id,category,name,timestamp,seq,app,client_id,received_at,sent_at,schema_version,data\r\n";
+
+fn encode_chunk(chunk: &[StoredEvent], format: Format) -> bytes::Bytes {
+    let mut out = Vec::with_capacity(chunk.len() * 256);
+    for event in chunk {
+        match format {
+            Format::Csv => csv_row(&mut out, event),
+            _ => {
+                serde_json::to_writer(&mut out, event).expect("events always serialize");
+                out.push(b'\n');
+            }
+        }
+    }
+    bytes::Bytes::from(out)
+}
+
+/// One RFC 4180 row: fields with a comma, quote, CR or LF are quoted, quotes doubled.
+fn csv_row(out: &mut Vec<u8>, event: &StoredEvent) {
+    let optional = |v: Option<String>| v.unwrap_or_default();
+    let fields = [
+        event.id.to_string(),
+        event.session_id.clone(),
+        event.category.clone(),
+        event.name.clone(),
+        event.timestamp.to_string(),
+        event.seq.to_string(),
+        event.app.clone(),
+        optional(event.client_id.clone()),
+        event.received_at.to_string(),
+        optional(event.sent_at.map(|t| t.to_string())),
+        optional(event.schema_version.map(|v| v.to_string())),
+        event.data.get().to_owned(),
+    ];
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        csv_field(out, field);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn csv_field(out: &mut Vec<u8>, field: &str) {
+    if field.contains([',', '"', '\r', '\n']) {
+        out.push(b'"');
+        out.extend_from_slice(field.replace('"', "\"\"").as_bytes());
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(field.as_bytes());
+    }
 }
 
 /// The filters shared by `/events` and `/sessions/{id}`.
@@ -67,10 +259,76 @@ pub fn event_query(params: &Params, default_limit: u32) -> Result<EventQuery, Ap
         session_id,
         category: params.text("category"),
         name: params.text("name"),
+        app: params.text("app"),
+        data: data_filters(params)?,
         from,
         to,
         order,
         limit: params.limit(default_limit, MAX_LIMIT)?,
         after: params.cursor()?,
     })
+}
+
+/// `data.a.b=v` parameters. Keys may not hold quotes, `?` or backslashes (they would
+/// need escaping in a JSON path, and no sane payload key has them).
+fn data_filters(params: &Params) -> Result<Vec<DataFilter>, ApiError> {
+    params
+        .with_prefix("data.")
+        .into_iter()
+        .map(|(path, value)| {
+            let keys: Vec<String> = path.split('.').map(str::to_owned).collect();
+            let bad = keys
+                .iter()
+                .any(|k| k.is_empty() || k.contains(['"', '\'', '?', '\\']));
+            if bad {
+                return Err(ApiError::bad_parameter(
+                    &format!("data.{path}"),
+                    format!(
+                        "`data.{path}`: a payload path is keys joined by dots, without empty keys, quotes, `?` or backslashes"
+                    ),
+                ));
+            }
+            Ok(DataFilter { path: keys, value })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(value: &str) -> Result<Format, ApiError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
+        negotiate(&headers)
+    }
+
+    #[test]
+    fn negotiation_follows_preference_then_order() {
+        assert_eq!(negotiate(&HeaderMap::new()).unwrap(), Format::Json);
+        assert_eq!(accept("text/csv").unwrap(), Format::Csv);
+        assert_eq!(accept("application/x-ndjson").unwrap(), Format::Ndjson);
+        assert_eq!(
+            accept("text/csv;q=0.5, application/x-ndjson").unwrap(),
+            Format::Ndjson
+        );
+        assert_eq!(accept("image/png, */*;q=0.1").unwrap(), Format::Json);
+        assert_eq!(accept("text/html;q=0, text/*").unwrap(), Format::Csv);
+        let refused = accept("image/png").unwrap_err();
+        assert_eq!(refused.status, StatusCode::NOT_ACCEPTABLE);
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_only_when_needed() {
+        let mut out = Vec::new();
+        csv_field(&mut out, "plain");
+        out.push(b'|');
+        csv_field(&mut out, "a,b");
+        out.push(b'|');
+        csv_field(&mut out, "say \"hi\"\nbye");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "plain|\"a,b\"|\"say \"\"hi\"\"\nbye\""
+        );
+    }
 }

@@ -6,12 +6,31 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
+#[allow(unused_imports)]
+use crate::openapi::*;
 use crate::startup::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    security(()),
+    responses((status = 200, description = "The process answers", body = Health)),
+)]
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    security(()),
+    responses(
+        (status = 200, description = "Ready: the store answers and the queue has room", body = Health),
+        (status = 503, description = "Not ready", body = ErrorBody),
+    ),
+)]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let depth = state.queue.depth();
     if let Err(error) = state.store.list_apps().await {

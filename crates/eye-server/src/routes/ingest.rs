@@ -19,6 +19,8 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+#[allow(unused_imports)]
+use crate::openapi::*;
 use crate::startup::AppState;
 
 enum Format {
@@ -26,6 +28,26 @@ enum Format {
     Ndjson,
 }
 
+#[utoipa::path(
+    post,
+    path = "/events",
+    tag = "ingest",
+    description = "One event object, a JSON array of events, or NDJSON (`application/x-ndjson`), optionally gzip-compressed. `202` only once the events are durable. Also at `/events/`.",
+    request_body(content(
+        (WireEvent = "application/json"),
+        (Vec<WireEvent> = "application/json"),
+        (String = "application/x-ndjson"),
+    )),
+    responses(
+        (status = 202, description = "Accepted: a verdict per element", body = crate::openapi::IngestAnswer),
+        (status = 400, description = "Not JSON, empty, bad gzip, or a single event refused (`invalid_event`)", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = ErrorBody),
+        (status = 413, description = "Body or batch too large", body = ErrorBody),
+        (status = 415, description = "Unsupported Content-Type or Content-Encoding", body = ErrorBody),
+        (status = 503, description = "Queue full or unavailable; see Retry-After", body = ErrorBody),
+    )
+)]
 pub async fn ingest_events(
     State(state): State<AppState>,
     request: Request,

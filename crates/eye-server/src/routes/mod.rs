@@ -7,3 +7,4 @@ pub mod health;
 pub mod ingest;
 pub mod params;
 pub mod sessions;
+pub mod stats;

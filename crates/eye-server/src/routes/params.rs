@@ -12,11 +12,18 @@ use crate::error::ApiError;
 pub struct Params(HashMap<String, String>);
 
 impl Params {
-    /// Parses `query`, refusing parameters not in `allowed` and repeated ones.
+    /// Parses `query`, refusing parameters not in `allowed` and repeated ones. An
+    /// entry ending in `*` (`data.*`) allows every name with that prefix.
     pub fn parse(query: Option<&str>, allowed: &[&str]) -> Result<Self, ApiError> {
         let mut map = HashMap::new();
+        let known = |key: &str| {
+            allowed.iter().any(|a| match a.strip_suffix('*') {
+                Some(prefix) => key.len() > prefix.len() && key.starts_with(prefix),
+                None => *a == key,
+            })
+        };
         for (key, value) in form_pairs(query.unwrap_or("")) {
-            if !allowed.contains(&key.as_str()) {
+            if !known(&key) {
                 return Err(ApiError::bad_parameter(
                     &key,
                     format!("unknown parameter `{key}`; known: {}", allowed.join(", ")),
@@ -34,6 +41,17 @@ impl Params {
 
     pub fn text(&self, name: &str) -> Option<String> {
         self.0.get(name).cloned()
+    }
+
+    /// Every parameter whose name starts with `prefix`, without it, sorted by name.
+    pub fn with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
+        let mut found: Vec<(String, String)> = self
+            .0
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_owned(), v.clone())))
+            .collect();
+        found.sort();
+        found
     }
 
     pub fn time(&self, name: &str) -> Result<Option<Timestamp>, ApiError> {
@@ -136,5 +154,12 @@ mod tests {
             .unwrap();
         assert_eq!(e.details["parameter"], "catgory");
         assert!(Params::parse(Some("category=a&category=b"), &["category"]).is_err());
+        let params = Params::parse(Some("data.b=2&data.a.c=1"), &["data.*"]).unwrap();
+        assert_eq!(
+            params.with_prefix("data."),
+            vec![("a.c".into(), "1".into()), ("b".into(), "2".into())]
+        );
+        assert!(Params::parse(Some("data.=1"), &["data.*"]).is_err());
+        assert!(Params::parse(Some("datum=1"), &["data.*"]).is_err());
     }
 }
