@@ -101,7 +101,7 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<LoadResult> {
     Ok(result)
 }
 
-async fn connect(
+pub async fn connect(
     address: SocketAddr,
 ) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
     let stream = TcpStream::connect(address).await.context("connecting")?;

@@ -7,6 +7,7 @@
 
 mod ceiling;
 mod load;
+mod query;
 mod server;
 mod store;
 mod validate;
@@ -87,6 +88,21 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         sessions: usize,
     },
+    /// Measure the analyst's queries over HTTP on a large generated store.
+    Query {
+        #[arg(long, default_value_t = 10_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 1_000_000)]
+        sessions: u64,
+        #[arg(long, default_value_t = 30)]
+        days: u64,
+        /// Keep the generated store here and reuse it on the next run.
+        #[arg(long)]
+        data_dir: Option<std::path::PathBuf>,
+        /// Requests per query kind.
+        #[arg(long, default_value_t = 300)]
+        samples: usize,
+    },
     /// Measure schema validation per event for the default schemas (no HTTP, no store).
     Validate {
         #[arg(long, default_value_t = 200_000)]
@@ -132,6 +148,22 @@ fn main() -> anyhow::Result<()> {
             sessions,
         }) => {
             return runtime.block_on(store::run(events, batch, sessions));
+        }
+        Some(Command::Query {
+            events,
+            sessions,
+            days,
+            data_dir,
+            samples,
+        }) => {
+            return runtime.block_on(query::run(query::Options {
+                events,
+                sessions,
+                days,
+                data_dir,
+                samples,
+                eye: cli.eye.clone().unwrap_or_else(server::default_eye_binary),
+            }));
         }
         Some(Command::Validate { iterations }) => {
             return runtime.block_on(validate::run(iterations));

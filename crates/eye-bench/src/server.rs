@@ -34,10 +34,22 @@ impl ServerProcess {
             );
         }
         let token = String::from_utf8(output.stdout)?.trim().to_owned();
+        let mut server = Self::start_eye_on(eye, data.path(), token, extra)?;
+        server._data = Some(data);
+        Ok(server)
+    }
+
+    /// Serves an existing data directory; `token` is one the caller created there.
+    pub fn start_eye_on(
+        eye: &Path,
+        data_dir: &Path,
+        token: String,
+        extra: &[String],
+    ) -> anyhow::Result<Self> {
         let mut command = Command::new(eye);
         command
             .arg("--data-dir")
-            .arg(data.path())
+            .arg(data_dir)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
             .env("EYE_LOG", "warn");
@@ -46,7 +58,7 @@ impl ServerProcess {
             child,
             address,
             token,
-            _data: Some(data),
+            _data: None,
         })
     }
 

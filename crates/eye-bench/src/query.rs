@@ -1,0 +1,304 @@
+//! `eye-bench query`: the analyst's read path over HTTP on a large embedded store.
+//!
+//! It generates a data set (by default 10 million events over 1 million sessions, 20
+//! event types and 30 days, written through the store's own write path in time order,
+//! as ingestion would), serves it with `eye serve`, and measures what analysts do: a
+//! session's timeline, the first page of one category in a one-hour window, hourly
+//! counts by type over one day, and the export of one day.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use eye_core::{IncomingEvent, ids};
+use eye_store::{Processed, SqliteStore, Store};
+use http_body_util::BodyExt;
+use serde_json::value::RawValue;
+
+use crate::server::ServerProcess;
+
+const DAY_MICROS: i64 = 86_400_000_000;
+/// 2026-01-01T00:00:00Z: the data set's first day.
+const START_MICROS: i64 = 1_767_225_600_000_000;
+const CATEGORIES: [&str; 5] = [
+    "page interaction",
+    "form interaction",
+    "video",
+    "search",
+    "account",
+];
+const NAMES: [[&str; 4]; 5] = [
+    ["pageview", "cta click", "scroll", "hover"],
+    ["submit", "focus", "error", "abandon"],
+    ["play", "pause", "seek", "complete"],
+    ["query", "result click", "filter", "no results"],
+    ["login", "logout", "signup", "password reset"],
+];
+
+pub struct Options {
+    pub events: u64,
+    pub sessions: u64,
+    pub days: u64,
+    pub data_dir: Option<PathBuf>,
+    pub samples: usize,
+    pub eye: PathBuf,
+}
+
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    let temp;
+    let data_dir: &Path = match &options.data_dir {
+        Some(dir) => dir,
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("eye-bench-query-")
+                .tempdir()?;
+            temp.path()
+        }
+    };
+    let store = SqliteStore::open(data_dir)?;
+    let stored = store.stats(Default::default()).await?;
+    let have: i64 = stored.iter().map(|r| r.count).sum();
+    if have as u64 != options.events {
+        if have != 0 {
+            bail!(
+                "{} holds {have} events, not {}: use an empty or matching --data-dir",
+                data_dir.display(),
+                options.events
+            );
+        }
+        generate(&store, &options).await?;
+    } else {
+        println!("reusing {} ({have} events)", data_dir.display());
+    }
+    drop(store);
+
+    let read_token = cli(
+        &options.eye,
+        data_dir,
+        &["token", "create", "--scope", "read"],
+    )?;
+    let server = ServerProcess::start_eye_on(&options.eye, data_dir, read_token, &[])?;
+    let result = measure(&server, &options).await;
+    server.stop();
+    result
+}
+
+fn cli(eye: &Path, data_dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let output = std::process::Command::new(eye)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", eye.display()))?;
+    if !output.status.success() {
+        bail!("eye {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(String::from_utf8(output.stdout)?.trim().to_owned())
+}
+
+/// A small deterministic generator (SplitMix64), so every run builds the same data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn session_id(index: u64) -> String {
+    format!("session-{index:07}")
+}
+
+/// Each session lives on one day, starts at a random time and has its share of the
+/// events a few seconds to a few minutes apart; a day's events are written in time
+/// order, in transactions of 50,000.
+async fn generate(store: &SqliteStore, options: &Options) -> anyhow::Result<()> {
+    let apps = [
+        store.create_app("web").await?,
+        store.create_app("mobile").await?,
+    ];
+    let per_session = options.events / options.sessions;
+    let started = Instant::now();
+    let mut rng = Rng(42);
+    let mut written = 0u64;
+    println!(
+        "generating {} events over {} sessions, 20 types, {} days...",
+        options.events, options.sessions, options.days
+    );
+    for day in 0..options.days {
+        let mut events: Vec<(i64, u64, usize)> = Vec::new();
+        let mut session = day;
+        while session < options.sessions {
+            let mut at = START_MICROS
+                + day as i64 * DAY_MICROS
+                + rng.below(DAY_MICROS as u64 - 3_600_000_000) as i64;
+            for _ in 0..per_session {
+                events.push((at, session, rng.below(20) as usize));
+                at += 1_000_000 + rng.below(180_000_000) as i64;
+            }
+            session += options.days;
+        }
+        events.sort_unstable();
+        for chunk in events.chunks(50_000) {
+            let batch = chunk
+                .iter()
+                .map(|&(ts, session, kind)| {
+                    let (category, name) = (CATEGORIES[kind / 4], NAMES[kind / 4][kind % 4]);
+                    let raw = format!(
+                        r#"{{"session_id":"{}","category":"{category}","name":"{name}","data":{{"host":"www.example.com","path":"/p/{}","element":"e{}","form":{{"f":1}}}},"timestamp":"{}"}}"#,
+                        session_id(session),
+                        session % 100,
+                        kind,
+                        eye_core::Timestamp::from_micros(ts)
+                    );
+                    let raw = RawValue::from_string(raw).expect("generated JSON");
+                    Processed::Event {
+                        id: ids::new_event_id(),
+                        app_id: apps[(session % 2) as usize].id,
+                        received_at: ts,
+                        event: IncomingEvent::parse(&raw).expect("generated event"),
+                        schema_version: None,
+                        warning: None,
+                    }
+                })
+                .collect::<Vec<_>>();
+            written += batch.len() as u64;
+            store.write(std::sync::Arc::new(batch)).await?;
+        }
+        println!(
+            "  day {:>2}: {written} events, {:.0} events/s",
+            day + 1,
+            written as f64 / started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// GET `path` and read the whole body; returns the status, the body and the time taken.
+async fn get(
+    sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>,
+    server: &ServerProcess,
+    path: &str,
+    accept: &str,
+) -> anyhow::Result<(u16, Bytes, Duration)> {
+    let request = hyper::Request::get(path)
+        .header("host", server.address.to_string())
+        .header("authorization", format!("Bearer {}", server.token))
+        .header("accept", accept)
+        .body(http_body_util::Full::new(Bytes::new()))?;
+    sender.ready().await?;
+    let started = Instant::now();
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, body, started.elapsed()))
+}
+
+fn percentile(samples: &mut [Duration], q: f64) -> f64 {
+    samples.sort_unstable();
+    let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
+    samples[index].as_secs_f64() * 1e3
+}
+
+async fn measure(server: &ServerProcess, options: &Options) -> anyhow::Result<()> {
+    let mut sender = crate::load::connect(server.address).await?;
+    let mut rng = Rng(7);
+    let day = |d: u64| START_MICROS + (d % options.days) as i64 * DAY_MICROS;
+    let iso = |micros: i64| eye_core::Timestamp::from_micros(micros).to_string();
+    let report = |what: &str, samples: &mut Vec<Duration>, extra: String| {
+        println!(
+            "| {what} | {} | {:.2} ms | {:.2} ms | {extra} |",
+            samples.len(),
+            percentile(samples, 0.5),
+            percentile(samples, 0.99)
+        );
+    };
+    println!("| query | samples | p50 | p99 | notes |");
+    println!("|---|---|---|---|---|");
+
+    let mut samples = Vec::new();
+    let mut events_seen = 0usize;
+    for _ in 0..options.samples {
+        let path = format!("/sessions/{}", session_id(rng.below(options.sessions)));
+        let (status, body, took) = get(&mut sender, server, &path, "application/json").await?;
+        anyhow::ensure!(status == 200, "{path}: {status}");
+        events_seen += body.windows(4).filter(|w| w == b"\"id\"").count();
+        samples.push(took);
+    }
+    report(
+        "a session's timeline (`GET /sessions/{id}`)",
+        &mut samples,
+        format!(
+            "{:.1} events per session",
+            events_seen as f64 / options.samples as f64
+        ),
+    );
+
+    let mut samples = Vec::new();
+    for _ in 0..options.samples {
+        let hour = day(rng.below(options.days)) + rng.below(23) as i64 * 3_600_000_000;
+        let category = CATEGORIES[rng.below(5) as usize].replace(' ', "+");
+        let path = format!(
+            "/events?category={category}&from={}&to={}",
+            iso(hour),
+            iso(hour + 3_600_000_000)
+        );
+        let (status, _, took) = get(&mut sender, server, &path, "application/json").await?;
+        anyhow::ensure!(status == 200, "{path}: {status}");
+        samples.push(took);
+    }
+    report(
+        "first page (100) of one category in a one-hour window",
+        &mut samples,
+        String::new(),
+    );
+
+    let mut samples = Vec::new();
+    for _ in 0..options.samples.min(50) {
+        let from = day(rng.below(options.days));
+        let path = format!(
+            "/stats?group_by=category,name&bucket=hour&from={}&to={}",
+            iso(from),
+            iso(from + DAY_MICROS)
+        );
+        let (status, _, took) = get(&mut sender, server, &path, "application/json").await?;
+        anyhow::ensure!(status == 200, "{path}: {status}");
+        samples.push(took);
+    }
+    report(
+        "hourly counts by type over one day (`/stats`)",
+        &mut samples,
+        String::new(),
+    );
+
+    let mut samples = Vec::new();
+    let mut rates = Vec::new();
+    for run in 0..3 {
+        let from = day(run * 7 + 3);
+        let path = format!(
+            "/events?order=asc&from={}&to={}",
+            iso(from),
+            iso(from + DAY_MICROS)
+        );
+        let (status, body, took) = get(&mut sender, server, &path, "application/x-ndjson").await?;
+        anyhow::ensure!(status == 200, "{path}: {status}");
+        let lines = body.iter().filter(|b| **b == b'\n').count();
+        rates.push(lines as f64 / took.as_secs_f64());
+        samples.push(took);
+    }
+    rates.sort_by(f64::total_cmp);
+    report(
+        "export of one day as NDJSON",
+        &mut samples,
+        format!("median {:.0}k events/s", rates[1] / 1e3),
+    );
+    Ok(())
+}
