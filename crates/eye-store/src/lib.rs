@@ -103,6 +103,29 @@ pub struct EventQuery {
     pub after: Option<Cursor>,
 }
 
+/// A stored event borrowed from the store's row, for exports: writing it out copies
+/// nothing and re-validates nothing. The same fields as [`StoredEvent`].
+#[derive(Debug, Clone, Copy)]
+pub struct EventRow<'a> {
+    pub id: Uuid,
+    pub session_id: &'a str,
+    pub category: &'a str,
+    pub name: &'a str,
+    /// The payload's JSON text, as stored.
+    pub data: &'a str,
+    pub timestamp: Timestamp,
+    pub seq: i64,
+    pub app: &'a str,
+    pub client_id: Option<&'a str>,
+    pub received_at: Timestamp,
+    pub sent_at: Option<Timestamp>,
+    pub schema_version: Option<i64>,
+    pub cursor: Cursor,
+}
+
+/// Writes one exported event into the buffer (an NDJSON line, a CSV row).
+pub type RowEncoder = Box<dyn FnMut(&EventRow<'_>, &mut Vec<u8>) + Send>;
+
 /// `data.form.first_name=John`: the value at `path` inside `data` equals `value`, as
 /// a string, or as the number or boolean it spells.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -427,13 +450,16 @@ pub trait Store: Send + Sync + 'static {
     async fn write(&self, batch: std::sync::Arc<Vec<Processed>>) -> Result<WriteOutcome>;
 
     async fn events(&self, query: EventQuery) -> Result<Page<StoredEvent>>;
-    /// Streams every event matching `query` (its `limit` is the chunk size) into
-    /// `sink`, one chunk at a time, walking the keyset pages; stops early when the
-    /// receiver goes away. Memory stays bounded by the chunk size and the channel.
+    /// Streams every event matching `query` (its `limit` is ignored; `max_events`
+    /// caps the export) through `encode` into byte buffers sent to `sink`, walking
+    /// keyset pages; stops early when the receiver goes away. Memory stays bounded by
+    /// the buffer size and the channel's capacity.
     async fn export_events(
         &self,
         query: EventQuery,
-        sink: tokio::sync::mpsc::Sender<Vec<StoredEvent>>,
+        max_events: Option<u64>,
+        encode: RowEncoder,
+        sink: tokio::sync::mpsc::Sender<Vec<u8>>,
     ) -> Result<()>;
     async fn session(&self, session_id: &str) -> Result<Option<SessionSummary>>;
     async fn sessions(

@@ -23,9 +23,9 @@ use eye_core::schema::{ActiveType, SchemaMode};
 
 use crate::{
     App, Cursor, ErrorFilter, ErrorKey, ErrorQuery, ErrorRecord, ErrorStatus, ErrorSummary,
-    EventQuery, EventTypeInfo, OpenError, Order, Page, Processed, ReprocessOutcome, Resolution,
-    Result, SchemaRecord, SessionCursor, SessionQuery, SessionSummary, StatsQuery, StatsRow, Store,
-    StoreError, StoredEvent, TokenGrant, WriteOutcome,
+    EventQuery, EventRow, EventTypeInfo, OpenError, Order, Page, Processed, ReprocessOutcome,
+    Resolution, Result, RowEncoder, SchemaRecord, SessionCursor, SessionQuery, SessionSummary,
+    StatsQuery, StatsRow, Store, StoreError, StoredEvent, TokenGrant, WriteOutcome,
 };
 
 mod analytics;
@@ -382,6 +382,22 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
 }
 
 fn query_events(conn: &Connection, query: &EventQuery) -> Result<Page<StoredEvent>> {
+    let (sql, args) = events_sql(query, u64::from(query.limit) + 1);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut items = stmt
+        .query_map(rusqlite::params_from_iter(args), event_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let next = if items.len() > query.limit as usize {
+        items.truncate(query.limit as usize);
+        items.last().map(|e| e.cursor)
+    } else {
+        None
+    };
+    Ok(Page { items, next })
+}
+
+/// The SQL and arguments selecting `query`'s events (`EVENT_COLUMNS`), at most `limit`.
+fn events_sql(query: &EventQuery, limit: u64) -> (String, Vec<SqlValue>) {
     let mut sql =
         format!("SELECT {EVENT_COLUMNS} FROM events e JOIN apps a ON a.id = e.app_id WHERE 1=1");
     let mut args: Vec<SqlValue> = Vec::new();
@@ -436,20 +452,9 @@ fn query_events(conn: &Connection, query: &EventQuery) -> Result<Page<StoredEven
         args.extend([after.ts, after.seq, after.pk].map(SqlValue::Integer));
     }
     sql.push_str(&format!(
-        " ORDER BY e.ts {direction}, e.seq {direction}, e.pk {direction} LIMIT {}",
-        u64::from(query.limit) + 1
+        " ORDER BY e.ts {direction}, e.seq {direction}, e.pk {direction} LIMIT {limit}"
     ));
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut items = stmt
-        .query_map(rusqlite::params_from_iter(args), event_from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let next = if items.len() > query.limit as usize {
-        items.truncate(query.limit as usize);
-        items.last().map(|e| e.cursor)
-    } else {
-        None
-    };
-    Ok(Page { items, next })
+    (sql, args)
 }
 
 /// A JSON path for SQLite's `json_extract`, every key quoted: `$."form"."first_name"`.
@@ -483,22 +488,86 @@ fn typed_literal(value: &str) -> Option<String> {
     }
 }
 
+/// Bytes an export hands to its sink at a time.
+const EXPORT_BUFFER: usize = 256 * 1024;
+/// Rows read per statement: each chunk is a fresh keyset query, so an export never
+/// holds one read snapshot (and the WAL it pins) for its whole duration.
+const EXPORT_CHUNK: u64 = 10_000;
+
 fn export_events(
     conn: &Connection,
     mut query: EventQuery,
-    sink: &tokio::sync::mpsc::Sender<Vec<StoredEvent>>,
+    mut max_events: u64,
+    encode: &mut RowEncoder,
+    sink: &tokio::sync::mpsc::Sender<Vec<u8>>,
 ) -> Result<()> {
-    loop {
-        let page = query_events(conn, &query)?;
-        let next = page.next;
-        if !page.items.is_empty() && sink.blocking_send(page.items).is_err() {
-            return Ok(()); // the client went away
+    let mut buffer = Vec::with_capacity(EXPORT_BUFFER + 4096);
+    while max_events > 0 {
+        let chunk = EXPORT_CHUNK.min(max_events);
+        let (sql, args) = events_sql(&query, chunk);
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+        let mut read = 0u64;
+        let mut last = None;
+        while let Some(row) = rows.next()? {
+            let event = event_row(row)?;
+            last = Some(event.cursor);
+            encode(&event, &mut buffer);
+            read += 1;
+            if buffer.len() >= EXPORT_BUFFER {
+                let full = std::mem::replace(&mut buffer, Vec::with_capacity(EXPORT_BUFFER + 4096));
+                if sink.blocking_send(full).is_err() {
+                    return Ok(()); // the client went away
+                }
+            }
         }
-        match next {
-            Some(cursor) => query.after = Some(cursor),
-            None => return Ok(()),
+        max_events -= read;
+        match last {
+            Some(cursor) if read == chunk => query.after = Some(cursor),
+            _ => break,
         }
     }
+    if !buffer.is_empty() {
+        let _ = sink.blocking_send(buffer);
+    }
+    Ok(())
+}
+
+/// A row of `EVENT_COLUMNS`, borrowed: nothing is copied or re-validated.
+fn event_row<'r>(row: &'r Row<'_>) -> Result<EventRow<'r>> {
+    let text = |index: usize| -> Result<&'r str> {
+        Ok(row
+            .get_ref(index)?
+            .as_str()
+            .map_err(rusqlite::Error::from)?)
+    };
+    let optional_text = |index: usize| -> Result<Option<&'r str>> {
+        Ok(row
+            .get_ref(index)?
+            .as_str_or_null()
+            .map_err(rusqlite::Error::from)?)
+    };
+    let ts: i64 = row.get(6)?;
+    let seq: i64 = row.get(7)?;
+    Ok(EventRow {
+        id: uuid_from(row, 1)?,
+        session_id: text(2)?,
+        category: text(3)?,
+        name: text(4)?,
+        data: text(5)?,
+        timestamp: Timestamp::from_micros(ts),
+        seq,
+        app: text(8)?,
+        client_id: optional_text(9)?,
+        received_at: Timestamp::from_micros(row.get(10)?),
+        sent_at: row.get::<_, Option<i64>>(11)?.map(Timestamp::from_micros),
+        schema_version: row.get(12)?,
+        cursor: Cursor {
+            ts,
+            seq,
+            pk: row.get(0)?,
+        },
+    })
 }
 
 fn query_session(conn: &Connection, session_id: &str) -> Result<Option<SessionSummary>> {
@@ -552,9 +621,12 @@ impl Store for SqliteStore {
     async fn export_events(
         &self,
         query: EventQuery,
-        sink: tokio::sync::mpsc::Sender<Vec<StoredEvent>>,
+        max_events: Option<u64>,
+        mut encode: RowEncoder,
+        sink: tokio::sync::mpsc::Sender<Vec<u8>>,
     ) -> Result<()> {
-        self.read_with(move |conn| export_events(conn, query, &sink))
+        let max_events = max_events.unwrap_or(u64::MAX);
+        self.read_with(move |conn| export_events(conn, query, max_events, &mut encode, &sink))
             .await
     }
 

@@ -8,7 +8,9 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use eye_core::auth::Scope;
-use eye_store::{DataFilter, EventQuery, Order, StoredEvent};
+use std::io::Write;
+
+use eye_store::{DataFilter, EventQuery, EventRow, Order, RowEncoder};
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -20,10 +22,9 @@ use crate::startup::AppState;
 pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 1_000;
 
-/// Events read from the store per export chunk, and chunks buffered ahead of the
-/// client: together they bound an export's memory.
-const EXPORT_CHUNK: u32 = 2_000;
-const EXPORT_CHUNKS_AHEAD: usize = 2;
+/// Export buffers (~256 KiB each, filled by the store's reader) waiting for a slow
+/// client: with the one being filled, they bound an export's memory.
+const EXPORT_BUFFERS_AHEAD: usize = 2;
 
 pub const PARAMETERS: [&str; 10] = [
     "session_id",
@@ -119,7 +120,7 @@ pub async fn list_events(
     state.auth.require(&headers, Scope::Read).await?;
     let format = negotiate(&headers)?;
     let params = Params::parse(query.as_deref(), &PARAMETERS)?;
-    let mut event_query = event_query(&params, DEFAULT_LIMIT)?;
+    let event_query = event_query(&params, DEFAULT_LIMIT)?;
     if format == Format::Json {
         let page = state.store.events(event_query).await?;
         return Ok(Json(json!({
@@ -133,42 +134,37 @@ pub async fn list_events(
         .text("limit")
         .is_some()
         .then_some(event_query.limit as usize);
-    event_query.limit = EXPORT_CHUNK;
     Ok(export(&state, event_query, format, cap))
 }
 
 fn export(state: &AppState, query: EventQuery, format: Format, cap: Option<usize>) -> Response {
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Vec<StoredEvent>>(EXPORT_CHUNKS_AHEAD);
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(EXPORT_BUFFERS_AHEAD);
     let store = state.store.clone();
+    let encode: RowEncoder = match format {
+        Format::Csv => Box::new(csv_row),
+        _ => Box::new(ndjson_line),
+    };
+    let header_row = (format == Format::Csv).then(|| CSV_HEADER.as_bytes().to_vec());
     tokio::spawn(async move {
-        if let Err(error) = store.export_events(query, sender).await {
+        if let Some(header_row) = header_row
+            && sender.send(header_row).await.is_err()
+        {
+            return;
+        }
+        let cap = cap.map(|c| c as u64);
+        if let Err(error) = store.export_events(query, cap, encode, sender).await {
             // The status line is long gone: the stream ends early, and the client sees a
             // truncated body (no final chunk).
             tracing::error!(%error, "export failed midway");
         }
     });
-    let header_row =
-        (format == Format::Csv).then(|| bytes::Bytes::from_static(CSV_HEADER.as_bytes()));
-    let remaining = cap.unwrap_or(usize::MAX);
-    let body = futures_util::stream::unfold(
-        (receiver, remaining, header_row),
-        move |(mut receiver, remaining, header_row)| async move {
-            if let Some(header_row) = header_row {
-                return Some((Ok(header_row), (receiver, remaining, None)));
-            }
-            if remaining == 0 {
-                return None; // dropping the receiver stops the store's reader
-            }
-            let mut chunk = receiver.recv().await?;
-            chunk.truncate(remaining);
-            let left = remaining - chunk.len();
-            let bytes = encode_chunk(&chunk, format);
-            Some((
-                Ok::<_, std::convert::Infallible>(bytes),
-                (receiver, left, None),
-            ))
-        },
-    );
+    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let bytes = receiver.recv().await?;
+        Some((
+            Ok::<_, std::convert::Infallible>(bytes::Bytes::from(bytes)),
+            receiver,
+        ))
+    });
     let content_type = match format {
         Format::Csv => "text/csv; charset=utf-8",
         _ => "application/x-ndjson",
@@ -182,36 +178,62 @@ fn export(state: &AppState, query: EventQuery, format: Format, cap: Option<usize
 
 const CSV_HEADER: &str = "id,session_id,category,name,timestamp,seq,app,client_id,received_at,sent_at,schema_version,data\r\n";
 
-fn encode_chunk(chunk: &[StoredEvent], format: Format) -> bytes::Bytes {
-    let mut out = Vec::with_capacity(chunk.len() * 256);
-    for event in chunk {
-        match format {
-            Format::Csv => csv_row(&mut out, event),
-            _ => {
-                serde_json::to_writer(&mut out, event).expect("events always serialize");
-                out.push(b'\n');
-            }
-        }
+/// One event as a JSON line, the same object `GET /events` gives in a page.
+fn ndjson_line(event: &EventRow<'_>, out: &mut Vec<u8>) {
+    let string = |out: &mut Vec<u8>, text: &str| {
+        serde_json::to_writer(&mut *out, text).expect("writing to a Vec cannot fail");
+    };
+    let _ = write!(out, "{{\"id\":\"{}\",\"session_id\":", event.id);
+    string(out, event.session_id);
+    out.extend_from_slice(b",\"category\":");
+    string(out, event.category);
+    out.extend_from_slice(b",\"name\":");
+    string(out, event.name);
+    out.extend_from_slice(b",\"data\":");
+    out.extend_from_slice(event.data.as_bytes());
+    let _ = write!(
+        out,
+        ",\"timestamp\":\"{}\",\"seq\":{},\"app\":",
+        event.timestamp, event.seq
+    );
+    string(out, event.app);
+    if let Some(client_id) = event.client_id {
+        out.extend_from_slice(b",\"client_id\":");
+        string(out, client_id);
     }
-    bytes::Bytes::from(out)
+    let _ = write!(out, ",\"received_at\":\"{}\"", event.received_at);
+    if let Some(sent_at) = event.sent_at {
+        let _ = write!(out, ",\"sent_at\":\"{sent_at}\"");
+    }
+    if let Some(version) = event.schema_version {
+        let _ = write!(out, ",\"schema_version\":{version}");
+    }
+    out.extend_from_slice(b"}\n");
 }
 
 /// One RFC 4180 row: fields with a comma, quote, CR or LF are quoted, quotes doubled.
-fn csv_row(out: &mut Vec<u8>, event: &StoredEvent) {
-    let optional = |v: Option<String>| v.unwrap_or_default();
-    let fields = [
-        event.id.to_string(),
-        event.session_id.clone(),
-        event.category.clone(),
-        event.name.clone(),
-        event.timestamp.to_string(),
-        event.seq.to_string(),
-        event.app.clone(),
-        optional(event.client_id.clone()),
-        event.received_at.to_string(),
-        optional(event.sent_at.map(|t| t.to_string())),
-        optional(event.schema_version.map(|v| v.to_string())),
-        event.data.get().to_owned(),
+fn csv_row(event: &EventRow<'_>, out: &mut Vec<u8>) {
+    let id = event.id.to_string();
+    let (timestamp, received_at) = (event.timestamp.to_string(), event.received_at.to_string());
+    let seq = event.seq.to_string();
+    let sent_at = event.sent_at.map(|t| t.to_string()).unwrap_or_default();
+    let version = event
+        .schema_version
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    let fields: [&str; 12] = [
+        &id,
+        event.session_id,
+        event.category,
+        event.name,
+        &timestamp,
+        &seq,
+        event.app,
+        event.client_id.unwrap_or(""),
+        &received_at,
+        &sent_at,
+        &version,
+        event.data,
     ];
     for (i, field) in fields.iter().enumerate() {
         if i > 0 {
@@ -316,6 +338,49 @@ mod tests {
         assert_eq!(accept("text/html;q=0, text/*").unwrap(), Format::Csv);
         let refused = accept("image/png").unwrap_err();
         assert_eq!(refused.status, StatusCode::NOT_ACCEPTABLE);
+    }
+
+    #[test]
+    fn an_ndjson_line_is_the_same_object_as_in_a_page() {
+        use eye_core::Timestamp;
+        let data = r#"{"q":"a \"b\"\n","n":[1,2]}"#;
+        let row = EventRow {
+            id: uuid::Uuid::now_v7(),
+            session_id: "s\"1",
+            category: "page interaction",
+            name: "ünïcode",
+            data,
+            timestamp: Timestamp::from_micros(1_700_000_000_123_456),
+            seq: 3,
+            app: "web",
+            client_id: Some("c-1"),
+            received_at: Timestamp::from_micros(1_700_000_001_000_000),
+            sent_at: None,
+            schema_version: Some(2),
+            cursor: eye_store::Cursor::default(),
+        };
+        let stored = eye_store::StoredEvent {
+            id: row.id,
+            session_id: row.session_id.into(),
+            category: row.category.into(),
+            name: row.name.into(),
+            data: serde_json::value::RawValue::from_string(data.into()).unwrap(),
+            timestamp: row.timestamp,
+            seq: row.seq,
+            app: row.app.into(),
+            client_id: row.client_id.map(str::to_owned),
+            received_at: row.received_at,
+            sent_at: row.sent_at,
+            schema_version: row.schema_version,
+            cursor: row.cursor,
+        };
+        let mut line = Vec::new();
+        ndjson_line(&row, &mut line);
+        assert_eq!(line.last(), Some(&b'\n'));
+        assert_eq!(
+            String::from_utf8(line).unwrap().trim_end(),
+            serde_json::to_string(&stored).unwrap()
+        );
     }
 
     #[test]
