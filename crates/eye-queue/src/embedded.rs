@@ -236,6 +236,7 @@ impl Queue for EmbeddedQueue {
             while events < max_events.max(1) {
                 let Some(row) = rows.next()? else { break };
                 let delivery = Delivery {
+                    handle: crate::Handle::Embedded,
                     seq: row.get::<_, i64>(0)? as u64,
                     payload: row.get(1)?,
                     events: row.get(2)?,
@@ -279,6 +280,7 @@ mod tests {
             .map(|i| Message {
                 payload: i.to_string().into_bytes(),
                 events: 1,
+                id: None,
             })
             .collect()
     }
@@ -330,6 +332,7 @@ mod tests {
         let message = |events| Message {
             payload: vec![0],
             events,
+            id: None,
         };
         queue
             .enqueue(vec![message(100), message(100), message(100)])

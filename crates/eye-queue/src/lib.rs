@@ -10,8 +10,10 @@
 use std::time::Duration;
 
 pub mod embedded;
+pub mod nats;
 
 pub use embedded::EmbeddedQueue;
+pub use nats::{NatsOptions, NatsQueue};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -33,15 +35,36 @@ pub struct Message {
     pub payload: Vec<u8>,
     /// How many events the payload carries; depth and fetch sizes count events.
     pub events: u32,
+    /// A queue that de-duplicates by message id drops a second message with this id
+    /// (the event id, when the message holds one event).
+    pub id: Option<String>,
 }
 
 /// One message handed to a worker.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Delivery {
-    /// Position in the queue; acknowledging it acknowledges everything before it.
+    /// Position in the queue.
     pub seq: u64,
     pub payload: Vec<u8>,
     pub events: u32,
+    /// What acknowledging this message needs, by implementation.
+    pub(crate) handle: Handle,
+}
+
+#[derive(Clone)]
+pub(crate) enum Handle {
+    Embedded,
+    Nats(std::sync::Arc<async_nats::jetstream::Message>),
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("seq", &self.seq)
+            .field("bytes", &self.payload.len())
+            .field("events", &self.events)
+            .finish()
+    }
 }
 
 #[async_trait::async_trait]
@@ -59,4 +82,16 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Events enqueued and not yet acknowledged.
     fn depth(&self) -> u64;
+
+    /// True when the queue de-duplicates by message id: the API then sends one
+    /// message per event, with the event id as the message id. False when many events
+    /// per message are cheaper (the embedded queue writes one row per request).
+    fn one_message_per_event(&self) -> bool {
+        false
+    }
+
+    /// Whether the queue can take and hand out messages now (for `/readyz`).
+    fn check(&self) -> Result<()> {
+        Ok(())
+    }
 }

@@ -36,6 +36,12 @@ pub struct Settings {
     pub max_payload_depth: usize,
     /// What happens to events of a type that is not registered: `accept` or `reject`.
     pub unknown_event_types: UnknownTypePolicy,
+    /// The queue: unset for the embedded one, or `nats://host:port[,nats://...]`.
+    pub queue_url: Option<String>,
+    /// The JetStream stream's name; deployments sharing a NATS use different names.
+    pub nats_stream: String,
+    /// The stream's replica count (1, or 3 on a 3-node cluster).
+    pub nats_replicas: usize,
 }
 
 impl Default for Settings {
@@ -53,6 +59,9 @@ impl Default for Settings {
             max_payload_bytes: 32 * 1024,
             max_payload_depth: 32,
             unknown_event_types: UnknownTypePolicy::Accept,
+            queue_url: None,
+            nats_stream: "EYE_EVENTS".to_owned(),
+            nats_replicas: 1,
         }
     }
 }
@@ -101,6 +110,17 @@ impl Settings {
         }
         if !(1..=100).contains(&self.max_payload_depth) {
             bail!("max_payload_depth (EYE_MAX_PAYLOAD_DEPTH) must be from 1 to 100");
+        }
+        let stream_ok = !self.nats_stream.is_empty()
+            && self
+                .nats_stream
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !stream_ok {
+            bail!("nats_stream (EYE_NATS_STREAM) must be letters, digits, `_` or `-`");
+        }
+        if !(1..=5).contains(&self.nats_replicas) {
+            bail!("nats_replicas (EYE_NATS_REPLICAS) must be from 1 to 5");
         }
         if self.queue_max_depth == 0 {
             bail!("queue_max_depth (EYE_QUEUE_MAX_DEPTH) must be at least 1");

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::routing::{get, post};
-use eye_queue::{EmbeddedQueue, Queue};
+use eye_queue::{EmbeddedQueue, NatsOptions, NatsQueue, Queue};
 use eye_schema::Registry;
 use eye_store::{SqliteStore, Store};
 use tokio::net::TcpListener;
@@ -94,26 +94,84 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// What a process runs: `eye serve` both sides, `eye api` only the HTTP API, `eye
+/// worker` only the worker (with `/healthz`, `/readyz` and `/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    All,
+    Api,
+    Worker,
+}
+
+/// A worker process answers only health and metrics.
+fn operations_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(telemetry::render_metrics))
+        .fallback(error::not_found)
+        .layer(axum::middleware::from_fn(error::catch_panic))
+        .with_state(state)
+}
+
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    queue: Arc<EmbeddedQueue>,
+    role: Role,
+    /// Set for the embedded queue, which must be closed (its writer flushed) last.
+    embedded: Option<Arc<EmbeddedQueue>>,
     worker: Worker,
 }
 
+/// Opens the queue the settings name: the embedded one in the data directory, or a
+/// NATS JetStream stream for `nats://` URLs.
+async fn open_queue(
+    settings: &Settings,
+    role: Role,
+) -> anyhow::Result<(Arc<dyn Queue>, Option<Arc<EmbeddedQueue>>)> {
+    match settings.queue_url.as_deref() {
+        None => {
+            if role != Role::All {
+                anyhow::bail!(
+                    "`eye api` and `eye worker` run as separate processes and need a shared queue: \
+                     set --queue-url (EYE_QUEUE_URL) to nats://...; the embedded queue works with `eye serve`"
+                );
+            }
+            let data_dir = &settings.data_dir;
+            let queue = Arc::new(
+                EmbeddedQueue::open(data_dir)
+                    .with_context(|| format!("opening the queue in {}", data_dir.display()))?,
+            );
+            Ok((queue.clone(), Some(queue)))
+        }
+        Some(url) if url.starts_with("nats://") => {
+            let mut options = NatsOptions::new(url, &settings.nats_stream);
+            options.replicas = settings.nats_replicas;
+            let queue = NatsQueue::connect(&options)
+                .await
+                .with_context(|| format!("opening the NATS queue {url}"))?;
+            Ok((Arc::new(queue), None))
+        }
+        Some(other) => anyhow::bail!(
+            "queue_url (EYE_QUEUE_URL) must be a nats:// URL, not {other:?}; leave it unset for the embedded queue"
+        ),
+    }
+}
+
 impl Application {
-    /// Opens the data directory (running migrations) and binds the listener.
+    /// Opens the store and the queue (running migrations) and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_as(settings, Role::All).await
+    }
+
+    pub async fn build_as(settings: Settings, role: Role) -> anyhow::Result<Self> {
         settings.check()?;
         let data_dir = &settings.data_dir;
         let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open(data_dir)
                 .with_context(|| format!("opening the store in {}", data_dir.display()))?,
         );
-        let queue = Arc::new(
-            EmbeddedQueue::open(data_dir)
-                .with_context(|| format!("opening the queue in {}", data_dir.display()))?,
-        );
+        let (queue, embedded) = open_queue(&settings, role).await?;
         let listener = TcpListener::bind(settings.listen).await.with_context(|| {
             format!(
                 "listening on {} (set --listen or EYE_LISTEN)",
@@ -147,12 +205,13 @@ impl Application {
             checker,
             settings: Arc::new(settings),
             store,
-            queue: queue.clone(),
+            queue,
         });
         Ok(Application {
             listener,
             state,
-            queue,
+            role,
+            embedded,
             worker,
         })
     }
@@ -176,28 +235,39 @@ impl Application {
         let Application {
             listener,
             state,
-            queue,
+            role,
+            embedded,
             worker,
         } = self;
         let deadline = Duration::from_millis(state.settings.shutdown_timeout_ms);
         let (stop_worker, stop) = watch::channel(false);
-        let worker_task = tokio::spawn(worker.run_until_stopped(stop));
+        let worker_task = match role {
+            Role::All | Role::Worker => Some(tokio::spawn(worker.run_until_stopped(stop))),
+            Role::Api => None,
+        };
 
-        let app = router(state);
+        let app = match role {
+            Role::All | Role::Api => router(state),
+            Role::Worker => operations_router(state),
+        };
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP")?;
 
-        tracing::info!("HTTP stopped; draining the queue into the store");
         let _ = stop_worker.send(true);
-        if tokio::time::timeout(deadline, worker_task).await.is_err() {
-            tracing::warn!(
-                ?deadline,
-                "the worker did not drain in time; queued events stay queued for the next start"
-            );
+        if let Some(worker_task) = worker_task {
+            tracing::info!("HTTP stopped; draining the queue into the store");
+            if tokio::time::timeout(deadline, worker_task).await.is_err() {
+                tracing::warn!(
+                    ?deadline,
+                    "the worker did not drain in time; queued events stay queued for the next start"
+                );
+            }
         }
-        queue.close().await;
+        if let Some(queue) = embedded {
+            queue.close().await;
+        }
         Ok(())
     }
 }

@@ -13,6 +13,7 @@ use eye_core::EventType;
 use eye_core::auth::{Scope, TokenHash, generate_token};
 use eye_core::schema::SchemaMode;
 use eye_schema::UnknownTypePolicy;
+use eye_server::startup::Role;
 use eye_server::{Application, Settings};
 use eye_store::{SqliteStore, Store, StoreError};
 
@@ -38,6 +39,10 @@ struct Cli {
 enum Command {
     /// Run the API and the worker in one process.
     Serve(ServeArgs),
+    /// Run only the HTTP API (needs a shared queue: --queue-url nats://...).
+    Api(ServeArgs),
+    /// Run only the worker, with /healthz, /readyz and /metrics (needs --queue-url).
+    Worker(ServeArgs),
     /// Apply pending store migrations and exit.
     Migrate,
     /// Manage applications (the senders of events).
@@ -112,6 +117,16 @@ struct ServeArgs {
     /// [default: accept].
     #[arg(long, env = "EYE_UNKNOWN_EVENT_TYPES", value_parser = ["accept", "reject"])]
     unknown_event_types: Option<String>,
+    /// The queue: nats://host:port (comma-separated for a cluster) for NATS JetStream
+    /// [default: the embedded queue in the data directory].
+    #[arg(long, env = "EYE_QUEUE_URL")]
+    queue_url: Option<String>,
+    /// The JetStream stream's name [default: EYE_EVENTS].
+    #[arg(long, env = "EYE_NATS_STREAM")]
+    nats_stream: Option<String>,
+    /// The JetStream stream's replica count [default: 1].
+    #[arg(long, env = "EYE_NATS_REPLICAS")]
+    nats_replicas: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -142,7 +157,10 @@ enum TokenCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let quiet = !matches!(cli.command, Command::Serve(_));
+    let quiet = !matches!(
+        cli.command,
+        Command::Serve(_) | Command::Api(_) | Command::Worker(_)
+    );
     init_logging(quiet);
     let mut settings = Settings::from_file(cli.config.as_deref())?;
     if let Some(dir) = cli.data_dir {
@@ -158,7 +176,9 @@ fn main() -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve(apply(settings, args)).await,
+            Command::Serve(args) => serve(apply(settings, args), Role::All).await,
+            Command::Api(args) => serve(apply(settings, args), Role::Api).await,
+            Command::Worker(args) => serve(apply(settings, args), Role::Worker).await,
             Command::Migrate => {
                 SqliteStore::open(&settings.data_dir)?;
                 eprintln!("store in {} is up to date", settings.data_dir.display());
@@ -194,6 +214,9 @@ fn apply(mut settings: Settings, args: ServeArgs) -> Settings {
         max_payload_bytes,
         max_payload_depth,
         unknown_event_types,
+        queue_url,
+        nats_stream,
+        nats_replicas,
     } = args;
     settings.listen = listen.unwrap_or(settings.listen);
     settings.max_batch_events = max_batch_events.unwrap_or(settings.max_batch_events);
@@ -211,12 +234,15 @@ fn apply(mut settings: Settings, args: ServeArgs) -> Settings {
     {
         settings.unknown_event_types = policy;
     }
+    settings.queue_url = queue_url.or(settings.queue_url);
+    settings.nats_stream = nats_stream.unwrap_or(settings.nats_stream);
+    settings.nats_replicas = nats_replicas.unwrap_or(settings.nats_replicas);
     settings
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> {
     let deadline = std::time::Duration::from_millis(settings.shutdown_timeout_ms);
-    let app = Application::build(settings).await?;
+    let app = Application::build_as(settings, role).await?;
     // Tests and scripts read this line to find the port when listening on port 0.
     eprintln!("eye: listening on http://{}", app.local_addr());
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();

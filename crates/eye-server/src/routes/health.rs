@@ -33,6 +33,14 @@ pub async fn healthz() -> Json<Value> {
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let depth = state.queue.depth();
+    if let Err(error) = state.queue.check() {
+        tracing::warn!(%error, "readiness: queue unavailable");
+        return Err(ApiError::unavailable(
+            "queue_unavailable",
+            format!("the queue is unavailable: {error}"),
+            1,
+        ));
+    }
     if let Err(error) = state.store.list_apps().await {
         tracing::warn!(%error, "readiness: store unavailable");
         return Err(ApiError::unavailable(

@@ -101,12 +101,26 @@ pub async fn ingest_events(
         .into_iter()
         .map(|raw| envelope_for(raw, app_id, received_at, &payload_limits))
         .collect();
-    // One request, one queue message: a batch costs one row, whatever its size.
-    let message = Message {
-        payload: Envelope::encode_all(&envelopes),
-        events: envelopes.len() as u32,
+    let messages = if state.queue.one_message_per_event() {
+        // A queue that de-duplicates by message id gets the event id as that id, so a
+        // resent event is dropped by the queue itself.
+        envelopes
+            .iter()
+            .map(|envelope| Message {
+                payload: Envelope::encode_all(std::slice::from_ref(envelope)),
+                events: 1,
+                id: Some(envelope.id.to_string()),
+            })
+            .collect()
+    } else {
+        // One request, one queue message: a batch costs one row, whatever its size.
+        vec![Message {
+            payload: Envelope::encode_all(&envelopes),
+            events: envelopes.len() as u32,
+            id: None,
+        }]
     };
-    state.queue.enqueue(vec![message]).await.map_err(|error| {
+    state.queue.enqueue(messages).await.map_err(|error| {
         tracing::error!(%error, "enqueue failed");
         ApiError::unavailable(
             "queue_unavailable",
