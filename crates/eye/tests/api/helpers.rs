@@ -28,6 +28,43 @@ pub fn cli(data_dir: &Path, args: &[&str]) -> String {
     String::from_utf8(output.stdout).expect("utf-8 stdout")
 }
 
+/// Starts `eye --data-dir DIR ARGS...` (a command that serves HTTP) and waits until it
+/// reports its address.
+pub fn spawn_eye(data_dir: &Path, args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(BINARY)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env(
+            "EYE_LOG",
+            std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting eye");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(address) = line.strip_prefix("eye: listening on ")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(address.to_owned());
+            }
+            if std::env::var_os("TEST_LOG").is_some() {
+                eprintln!("[eye] {line}");
+            }
+        }
+    });
+    let address = rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("eye {args:?} did not report its address within 30 s"));
+    (child, address)
+}
+
 pub struct TestApp {
     pub address: String,
     pub data_dir: PathBuf,
@@ -73,38 +110,10 @@ pub async fn spawn_app_with(extra_args: &[&str]) -> TestApp {
 impl TestApp {
     /// Starts (or restarts) the server process and waits until it listens.
     pub fn start(&mut self) {
-        let mut child = Command::new(BINARY)
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(&self.extra_args)
-            .env(
-                "EYE_LOG",
-                std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting eye serve");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(address) = line.strip_prefix("eye: listening on ")
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(address.to_owned());
-                }
-                if std::env::var_os("TEST_LOG").is_some() {
-                    eprintln!("[eye] {line}");
-                }
-            }
-        });
-        self.address = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the server did not report its address within 30 s");
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        args.extend(self.extra_args.iter().map(String::as_str));
+        let (child, address) = spawn_eye(&self.data_dir, &args);
+        self.address = address;
         self.child = Some(child);
     }
 

@@ -9,6 +9,7 @@ mod helpers;
 mod idempotency;
 mod ingest;
 mod metrics;
+mod nats;
 mod query;
 mod schemas;
 mod tokens;

@@ -1,0 +1,295 @@
+//! The distributed queue against the real NATS JetStream: `eye api` and `eye worker`
+//! as separate processes, a worker killed mid-stream, and NATS going away and back.
+//!
+//! NATS is found at `EYE_TEST_NATS_URL` (default `nats://127.0.0.1:4222`); when it
+//! does not answer, these tests say so and pass, except with `CI=true`, where a
+//! missing NATS is a failure. The outage test starts its own `nats-server`.
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{cli, spawn_eye, typed_event, wait_until};
+
+fn nats_url() -> String {
+    std::env::var("EYE_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// True when NATS answers; otherwise skips (outside CI) or fails (in CI).
+fn nats_available(url: &str) -> bool {
+    let address = url.trim_start_matches("nats://");
+    match TcpStream::connect(address) {
+        Ok(_) => true,
+        Err(error) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "NATS is required in CI at {url}: {error}"
+            );
+            eprintln!("skipping: NATS is not reachable at {url} ({error})");
+            false
+        }
+    }
+}
+
+/// A stream name of its own for each test run, so tests never share messages.
+fn fresh_stream() -> String {
+    format!("EYE_TEST_{}", uuid_like())
+}
+
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:x}{:x}", nanos, std::process::id())
+}
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn delete_stream(url: &str, stream: &str) {
+    if let Ok(client) = async_nats::connect(url).await {
+        let _ = async_nats::jetstream::new(client)
+            .delete_stream(stream)
+            .await;
+    }
+}
+
+async fn total_stored(client: &reqwest::Client, address: &str, token: &str) -> Option<i64> {
+    let response = client
+        .get(format!("{address}/stats"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .ok()?;
+    let body: Value = response.json().await.ok()?;
+    body["total"].as_i64()
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_stream_loses_and_duplicates_nothing() {
+    let url = nats_url();
+    if !nats_available(&url) {
+        return;
+    }
+    let stream = fresh_stream();
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let ingest = cli(&data, &["app", "create", "web"]).trim().to_owned();
+    let read = cli(&data, &["token", "create", "--scope", "read"])
+        .trim()
+        .to_owned();
+    let queue = [
+        "--queue-url",
+        url.as_str(),
+        "--nats-stream",
+        stream.as_str(),
+    ];
+    let role = |role: &'static str| {
+        let mut args = vec![
+            role,
+            "--listen",
+            "127.0.0.1:0",
+            "--worker-batch-size",
+            "2000",
+        ];
+        args.extend(queue);
+        args
+    };
+    let (api, address) = spawn_eye(&data, &role("api"));
+    let _api = Process(api);
+    let mut doomed = Some(Process(spawn_eye(&data, &role("worker")).0));
+    let _survivor = Process(spawn_eye(&data, &role("worker")).0);
+
+    let client = reqwest::Client::new();
+    const REQUESTS: usize = 100;
+    const PER_REQUEST: usize = 1_000;
+    for request in 0..REQUESTS {
+        let batch: Vec<Value> = (0..PER_REQUEST)
+            .map(|i| {
+                let mut e = typed_event(
+                    &format!("k{}", (request * PER_REQUEST + i) % 5_000),
+                    "page interaction",
+                    "pageview",
+                    json!({"host": "h", "path": format!("/{request}/{i}")}),
+                );
+                e["timestamp"] = json!("2024-05-01T00:00:00Z");
+                e
+            })
+            .collect();
+        let response = client
+            .post(format!("{address}/events"))
+            .bearer_auth(&ingest)
+            .json(&batch)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED, "request {request}");
+        // Once some events are stored, SIGKILL one worker in the middle of its work.
+        if request == REQUESTS / 3 {
+            wait_until(
+                Duration::from_secs(60),
+                "the first events stored",
+                || async {
+                    total_stored(&client, &address, &read)
+                        .await
+                        .filter(|n| *n > 0)
+                },
+            )
+            .await;
+            drop(doomed.take());
+        }
+    }
+    let expected = (REQUESTS * PER_REQUEST) as i64;
+    wait_until(
+        Duration::from_secs(180),
+        &format!("{expected} events stored"),
+        || async {
+            total_stored(&client, &address, &read)
+                .await
+                .filter(|n| *n >= expected)
+        },
+    )
+    .await;
+    // Redeliveries of what the killed worker held must not add a single event.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(total_stored(&client, &address, &read).await, Some(expected));
+    let errors: Value = client
+        .get(format!("{address}/errors"))
+        .bearer_auth(&read)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(errors["errors"], json!([]));
+    delete_stream(&url, &stream).await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_nats(port: u16, store: &std::path::Path) -> Option<Process> {
+    let child = Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    match child {
+        Ok(child) => {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "nats-server did not start");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Some(Process(child))
+        }
+        Err(error) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "nats-server is required in CI: {error}"
+            );
+            eprintln!("skipping: nats-server cannot be started ({error})");
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn ingest_answers_503_while_nats_is_down_and_recovers_by_itself() {
+    let temp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let store = temp.path().join("nats");
+    let Some(nats) = start_nats(port, &store) else {
+        return;
+    };
+    let url = format!("nats://127.0.0.1:{port}");
+    let data = temp.path().join("data");
+    let ingest = cli(&data, &["app", "create", "web"]).trim().to_owned();
+    let read = cli(&data, &["token", "create", "--scope", "read"])
+        .trim()
+        .to_owned();
+    let (server, address) = spawn_eye(
+        &data,
+        &["serve", "--listen", "127.0.0.1:0", "--queue-url", &url],
+    );
+    let _server = Process(server);
+    let client = reqwest::Client::new();
+    let post = |n: usize| {
+        let client = &client;
+        let (address, ingest) = (&address, &ingest);
+        async move {
+            let event = typed_event(
+                "outage",
+                "page interaction",
+                "pageview",
+                json!({"host": "h", "path": format!("/{n}")}),
+            );
+            client
+                .post(format!("{address}/events"))
+                .bearer_auth(ingest)
+                .json(&event)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let mut accepted = 0;
+    assert_eq!(post(0).await, StatusCode::ACCEPTED);
+    accepted += 1;
+
+    drop(nats); // SIGKILL
+    for n in 1..=5 {
+        let status = post(n).await;
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "with NATS down, attempt {n}"
+        );
+    }
+    let ready = client
+        .get(format!("{address}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "queue_unavailable");
+
+    let _nats = start_nats(port, &store).expect("nats-server restarts");
+    let mut n = 100;
+    wait_until(Duration::from_secs(30), "ingest to recover", || {
+        n += 1;
+        let attempt = post(n);
+        async move { (attempt.await == StatusCode::ACCEPTED).then_some(()) }
+    })
+    .await;
+    accepted += 1;
+    wait_until(
+        Duration::from_secs(30),
+        "every accepted event stored",
+        || async {
+            total_stored(&client, &address, &read)
+                .await
+                .filter(|total| *total == accepted)
+        },
+    )
+    .await;
+}
