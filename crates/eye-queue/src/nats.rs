@@ -58,13 +58,22 @@ fn unavailable(error: impl std::fmt::Display) -> QueueError {
     QueueError::Unavailable(error.to_string())
 }
 
+/// `nats://a:4222,nats://b:4222` as the list of servers the client tries.
+pub fn servers(url: &str) -> Vec<String> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 impl NatsQueue {
     /// Connects, and creates the stream and the consumer unless they exist.
     pub async fn connect(options: &NatsOptions) -> Result<Self> {
         let client = async_nats::ConnectOptions::new()
             .name("the-eye")
             .connection_timeout(Duration::from_secs(5))
-            .connect(options.url.as_str())
+            .connect(servers(&options.url))
             .await
             .map_err(|e| unavailable(format!("connecting to NATS at {}: {e}", options.url)))?;
         let mut jetstream = jetstream::new(client.clone());

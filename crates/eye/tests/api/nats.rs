@@ -14,6 +14,10 @@ use serde_json::{Value, json};
 
 use crate::helpers::{cli, spawn_eye, typed_event, wait_until};
 
+fn eye_queue_servers(urls: &str) -> Vec<String> {
+    urls.split(',').map(str::to_owned).collect()
+}
+
 fn nats_url() -> String {
     std::env::var("EYE_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
 }
@@ -292,4 +296,236 @@ async fn ingest_answers_503_while_nats_is_down_and_recovers_by_itself() {
         },
     )
     .await;
+}
+
+/// A 3-node JetStream cluster on local ports: (client port, store dir, process) each.
+struct Cluster {
+    nodes: Vec<(String, u16, std::path::PathBuf, Option<Process>)>,
+    routes: String,
+    cluster_ports: Vec<u16>,
+}
+
+impl Cluster {
+    fn start(dir: &std::path::Path) -> Option<Cluster> {
+        let client_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let cluster_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let routes = cluster_ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Cluster {
+            nodes: Vec::new(),
+            routes,
+            cluster_ports,
+        };
+        for (i, port) in client_ports.into_iter().enumerate() {
+            let name = format!("n{}", i + 1);
+            let store = dir.join(&name);
+            cluster.nodes.push((name, port, store, None));
+        }
+        for i in 0..3 {
+            if !cluster.run(i) {
+                return None;
+            }
+        }
+        Some(cluster)
+    }
+
+    fn run(&mut self, i: usize) -> bool {
+        let (name, port, store, process) = &mut self.nodes[i];
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(["--server_name", name, "--cluster_name", "eye-test"])
+            .args([
+                "--cluster",
+                &format!("nats://127.0.0.1:{}", self.cluster_ports[i]),
+            ])
+            .args(["--routes", &self.routes, "-sd"])
+            .arg(&*store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        match child {
+            Ok(child) => {
+                *process = Some(Process(child));
+                true
+            }
+            Err(error) => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "nats-server is required in CI: {error}"
+                );
+                eprintln!("skipping: nats-server cannot be started ({error})");
+                false
+            }
+        }
+    }
+
+    fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|(_, port, _, _)| format!("nats://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn kill(&mut self, name: &str) {
+        let node = self.nodes.iter_mut().find(|n| n.0 == name).expect("a node");
+        node.3 = None;
+    }
+}
+
+#[tokio::test]
+async fn a_cluster_node_killed_during_ingest_loses_no_accepted_event() {
+    let temp = tempfile::tempdir().unwrap();
+    let Some(mut cluster) = Cluster::start(temp.path()) else {
+        return;
+    };
+    let urls = cluster.urls();
+    let stream = "EYE_CLUSTER_TEST";
+    // Wait until the cluster has elected its JetStream leaders and takes a
+    // three-replica stream (the same configuration `eye` asks for).
+    let client = wait_until(Duration::from_secs(60), "the JetStream cluster", || async {
+        let client = async_nats::connect(eye_queue_servers(&urls)).await.ok()?;
+        let jetstream = async_nats::jetstream::new(client.clone());
+        jetstream
+            .get_or_create_stream(async_nats::jetstream::stream::Config {
+                name: stream.to_owned(),
+                subjects: vec![format!("{stream}.events")],
+                storage: async_nats::jetstream::stream::StorageType::File,
+                num_replicas: 3,
+                retention: async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .ok()?;
+        Some(client)
+    })
+    .await;
+
+    let data = temp.path().join("data");
+    let ingest = cli(&data, &["app", "create", "web"]).trim().to_owned();
+    let read = cli(&data, &["token", "create", "--scope", "read"])
+        .trim()
+        .to_owned();
+    let (server, address) = spawn_eye(
+        &data,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--queue-url",
+            &urls,
+            "--nats-stream",
+            stream,
+            "--nats-replicas",
+            "3",
+        ],
+    );
+    let _server = Process(server);
+    let http = reqwest::Client::new();
+    let mut accepted: Vec<String> = Vec::new();
+    let mut refused = 0;
+    let mut accepted_after_kill = 0;
+    let mut killed_at: Option<Instant> = None;
+    let mut request = 0;
+    // 50 requests, then the kill, then until 100 more are accepted (a minute at most).
+    while accepted_after_kill < 100 {
+        request += 1;
+        if let Some(at) = killed_at {
+            assert!(
+                at.elapsed() < Duration::from_secs(60),
+                "ingest did not recover within a minute of losing a node"
+            );
+        }
+        if request == 50 {
+            killed_at = Some(Instant::now());
+            // Kill the stream's leader: the hardest node to lose.
+            let jetstream = async_nats::jetstream::new(client.clone());
+            let mut handle = jetstream.get_stream(stream).await.unwrap();
+            let leader = handle
+                .info()
+                .await
+                .unwrap()
+                .cluster
+                .as_ref()
+                .and_then(|c| c.leader.clone())
+                .expect("a stream leader");
+            cluster.kill(&leader);
+        }
+        let batch: Vec<Value> = (0..20)
+            .map(|i| {
+                typed_event(
+                    &format!("c{}", i % 7),
+                    "page interaction",
+                    "pageview",
+                    json!({"host": "h", "path": format!("/{request}/{i}")}),
+                )
+            })
+            .collect();
+        let response = http
+            .post(format!("{address}/events"))
+            .bearer_auth(&ingest)
+            .json(&batch)
+            .send()
+            .await
+            .unwrap();
+        match response.status() {
+            StatusCode::ACCEPTED => {
+                let body: Value = response.json().await.unwrap();
+                for result in body["results"].as_array().unwrap() {
+                    accepted.push(result["id"].as_str().unwrap().to_owned());
+                }
+                if killed_at.is_some() {
+                    accepted_after_kill += 1;
+                }
+            }
+            // While the client reconnects and the stream elects a new leader, ingest
+            // refuses (and the client retries); it must never lose what it accepted.
+            StatusCode::SERVICE_UNAVAILABLE => {
+                refused += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    eprintln!(
+        "{} events accepted, {refused} requests refused while the cluster recovered",
+        accepted.len()
+    );
+    let stored: std::collections::HashSet<String> = wait_until(
+        Duration::from_secs(120),
+        "every accepted event stored",
+        || async {
+            let mut ids = std::collections::HashSet::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut url = format!("{address}/events?limit=1000");
+                if let Some(c) = &cursor {
+                    url.push_str(&format!("&cursor={c}"));
+                }
+                let page: Value = http
+                    .get(url)
+                    .bearer_auth(&read)
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                for event in page["events"].as_array()? {
+                    ids.insert(event["id"].as_str()?.to_owned());
+                }
+                match page["next_cursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_owned()),
+                    None => break,
+                }
+            }
+            accepted.iter().all(|id| ids.contains(id)).then_some(ids)
+        },
+    )
+    .await;
+    assert!(stored.len() >= accepted.len());
 }
