@@ -36,6 +36,8 @@ pub struct Settings {
     pub max_payload_depth: usize,
     /// What happens to events of a type that is not registered: `accept` or `reject`.
     pub unknown_event_types: UnknownTypePolicy,
+    /// The store: unset for the embedded one, or `postgres://user@host:port/db`.
+    pub database_url: Option<String>,
     /// The queue: unset for the embedded one, or `nats://host:port[,nats://...]`.
     pub queue_url: Option<String>,
     /// The JetStream stream's name; deployments sharing a NATS use different names.
@@ -59,6 +61,7 @@ impl Default for Settings {
             max_payload_bytes: 32 * 1024,
             max_payload_depth: 32,
             unknown_event_types: UnknownTypePolicy::Accept,
+            database_url: None,
             queue_url: None,
             nats_stream: "EYE_EVENTS".to_owned(),
             nats_replicas: 1,

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use eye_queue::{EmbeddedQueue, NatsOptions, NatsQueue, Queue};
 use eye_schema::Registry;
-use eye_store::{SqliteStore, Store};
+use eye_store::{PgStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -123,6 +123,29 @@ pub struct Application {
     worker: Worker,
 }
 
+/// Opens the store the settings name: the embedded one in the data directory, or
+/// PostgreSQL for `postgres://` URLs. Migrations run either way.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    match settings.database_url.as_deref() {
+        None => {
+            let data_dir = &settings.data_dir;
+            let store = SqliteStore::open(data_dir)
+                .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+            Ok(Arc::new(store))
+        }
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let store = PgStore::connect(url)
+                .await
+                .context("opening the PostgreSQL store (set --database-url or EYE_DATABASE_URL)")?;
+            Ok(Arc::new(store))
+        }
+        Some(other) => anyhow::bail!(
+            "database_url (EYE_DATABASE_URL) must be a postgres:// URL, not {:?}; leave it unset for the embedded store",
+            other.split('@').next_back().unwrap_or("")
+        ),
+    }
+}
+
 /// Opens the queue the settings name: the embedded one in the data directory, or a
 /// NATS JetStream stream for `nats://` URLs.
 async fn open_queue(
@@ -166,11 +189,7 @@ impl Application {
 
     pub async fn build_as(settings: Settings, role: Role) -> anyhow::Result<Self> {
         settings.check()?;
-        let data_dir = &settings.data_dir;
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(data_dir)
-                .with_context(|| format!("opening the store in {}", data_dir.display()))?,
-        );
+        let store = open_store(&settings).await?;
         let (queue, embedded) = open_queue(&settings, role).await?;
         let listener = TcpListener::bind(settings.listen).await.with_context(|| {
             format!(

@@ -15,16 +15,21 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+mod aggregate;
 pub mod cursor;
+pub mod postgres;
 pub mod sqlite;
 
 pub use cursor::{Cursor, SessionCursor};
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    #[error("PostgreSQL error: {0}")]
+    Postgres(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("{0} already exists")]

@@ -38,7 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_queries.sql"),
 ];
 
-const MINUTE_MICROS: i64 = 60_000_000;
+use crate::aggregate::MINUTE_MICROS;
 
 /// Readers kept open between queries; more may be opened under load and are closed after.
 const IDLE_READERS: usize = 8;

@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
@@ -13,9 +12,9 @@ use eye_core::EventType;
 use eye_core::auth::{Scope, TokenHash, generate_token};
 use eye_core::schema::SchemaMode;
 use eye_schema::UnknownTypePolicy;
-use eye_server::startup::Role;
+use eye_server::startup::{Role, open_store};
 use eye_server::{Application, Settings};
-use eye_store::{SqliteStore, Store, StoreError};
+use eye_store::StoreError;
 
 // glibc's malloc showed up at ~13% of the ingest profile (many threads allocating
 // small buffers); mimalloc's thread-local free lists make that nearly disappear.
@@ -31,6 +30,10 @@ struct Cli {
     /// Data directory of the embedded store and queue [default: ./eye-data].
     #[arg(long, global = true, env = "EYE_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// The store: postgres://user@host:port/db for PostgreSQL [default: the embedded
+    /// store in the data directory].
+    #[arg(long, global = true, env = "EYE_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -166,6 +169,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(dir) = cli.data_dir {
         settings.data_dir = dir;
     }
+    if let Some(url) = cli.database_url {
+        settings.database_url = Some(url);
+    }
     // SQLite calls run on the blocking pool. A small pool bounds memory (each thread
     // keeps its own allocator heap) at no cost in speed: the store has one writer and a
     // handful of readers, so more threads would only wait on the same locks.
@@ -180,8 +186,8 @@ fn main() -> anyhow::Result<()> {
             Command::Api(args) => serve(apply(settings, args), Role::Api).await,
             Command::Worker(args) => serve(apply(settings, args), Role::Worker).await,
             Command::Migrate => {
-                SqliteStore::open(&settings.data_dir)?;
-                eprintln!("store in {} is up to date", settings.data_dir.display());
+                open_store(&settings).await?;
+                eprintln!("the store is up to date");
                 Ok(())
             }
             Command::App(command) => app(&settings, command).await,
@@ -284,14 +290,8 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
-    let store = SqliteStore::open(&settings.data_dir)
-        .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
-    Ok(Arc::new(store))
-}
-
 async fn app(settings: &Settings, command: AppCommand) -> anyhow::Result<()> {
-    let store = open_store(settings)?;
+    let store = open_store(settings).await?;
     match command {
         AppCommand::Create { name } => {
             if name.trim().is_empty() || name.len() > 128 {
@@ -339,7 +339,7 @@ async fn app(settings: &Settings, command: AppCommand) -> anyhow::Result<()> {
 }
 
 async fn token(settings: &Settings, command: TokenCommand) -> anyhow::Result<()> {
-    let store = open_store(settings)?;
+    let store = open_store(settings).await?;
     match command {
         TokenCommand::Create { scope, app, label } => {
             let scope = Scope::parse(&scope).context("unknown scope")?;
@@ -371,7 +371,7 @@ async fn token(settings: &Settings, command: TokenCommand) -> anyhow::Result<()>
 }
 
 async fn schema(settings: &Settings, command: SchemaCommand) -> anyhow::Result<()> {
-    let store = open_store(settings)?;
+    let store = open_store(settings).await?;
     match command {
         SchemaCommand::Set {
             category,

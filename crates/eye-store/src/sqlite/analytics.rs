@@ -1,13 +1,13 @@
 //! The analyst's reads beyond single events: sessions listed by activity, and counts
 //! from the per-minute rollup.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use eye_core::Timestamp;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, params_from_iter};
 
-use super::{MINUTE_MICROS, timestamp};
+use super::timestamp;
+use crate::aggregate::{Tally, group, split_range};
 use crate::{GroupBy, Result, SessionCursor, SessionQuery, SessionSummary, StatsQuery, StatsRow};
 
 pub(super) fn sessions(
@@ -81,24 +81,11 @@ pub(super) fn sessions(
     Ok((items, next))
 }
 
-/// One count before grouping: minute (or event time), type and application.
-struct Tally<'a> {
-    at: i64,
-    category: &'a str,
-    name: &'a str,
-    app_id: i64,
-    count: i64,
-}
-
 /// Counts from the per-minute rollup for the whole minutes of the range, and from the
 /// events themselves for the partial minutes at its edges, so any range is exact.
 pub(super) fn stats(conn: &Connection, query: &StatsQuery) -> Result<Vec<StatsRow>> {
-    let from = query.from.map(Timestamp::as_micros).unwrap_or(i64::MIN);
-    let to = query.to.map(Timestamp::as_micros).unwrap_or(i64::MAX);
-    let first_whole = ceil_minute(from);
-    let end_whole = floor_minute(to);
-
-    let mut rows: Vec<(i64, String, String, i64, i64)> = Vec::new();
+    let (from, first_whole, end_whole, to) = split_range(query);
+    let mut rows: Vec<Tally> = Vec::new();
     if first_whole < end_whole {
         let mut stmt = conn.prepare_cached(
             "SELECT minute, category, name, app_id, events FROM event_counts
@@ -121,64 +108,11 @@ pub(super) fn stats(conn: &Connection, query: &StatsQuery) -> Result<Vec<StatsRo
     } else {
         edge_counts(conn, from, to, &mut rows)?;
     }
-
-    let app_names = app_names(conn, query)?;
-    let bucket = query.bucket.map(|b| b.micros());
-    let mut groups: BTreeMap<StatsKey, i64> = BTreeMap::new();
-    for (at, category, name, app_id, count) in &rows {
-        let tally = Tally {
-            at: *at,
-            category,
-            name,
-            app_id: *app_id,
-            count: *count,
-        };
-        let key = StatsKey {
-            bucket: bucket.map(|b| tally.at.div_euclid(b) * b),
-            category: query
-                .group_by
-                .contains(&GroupBy::Category)
-                .then(|| tally.category.to_owned()),
-            name: query
-                .group_by
-                .contains(&GroupBy::Name)
-                .then(|| tally.name.to_owned()),
-            app: query.group_by.contains(&GroupBy::App).then(|| {
-                app_names
-                    .get(&tally.app_id)
-                    .cloned()
-                    .unwrap_or_else(|| tally.app_id.to_string())
-            }),
-        };
-        *groups.entry(key).or_default() += tally.count;
-    }
-    Ok(groups
-        .into_iter()
-        .map(|(key, count)| StatsRow {
-            bucket: key.bucket.map(Timestamp::from_micros),
-            category: key.category,
-            name: key.name,
-            app: key.app,
-            count,
-        })
-        .collect())
-}
-
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-struct StatsKey {
-    bucket: Option<i64>,
-    category: Option<String>,
-    name: Option<String>,
-    app: Option<String>,
+    Ok(group(query, &rows, &app_names(conn, query)?))
 }
 
 /// Counts the events themselves in `[from, to)` (a partial minute), by event time.
-fn edge_counts(
-    conn: &Connection,
-    from: i64,
-    to: i64,
-    rows: &mut Vec<(i64, String, String, i64, i64)>,
-) -> Result<()> {
+fn edge_counts(conn: &Connection, from: i64, to: i64, rows: &mut Vec<Tally>) -> Result<()> {
     if from >= to {
         return Ok(());
     }
@@ -203,36 +137,4 @@ fn app_names(conn: &Connection, query: &StatsQuery) -> Result<HashMap<i64, Strin
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
         .collect::<rusqlite::Result<HashMap<i64, String>>>()?;
     Ok(names)
-}
-
-fn floor_minute(micros: i64) -> i64 {
-    if micros == i64::MAX || micros == i64::MIN {
-        return micros;
-    }
-    micros.div_euclid(MINUTE_MICROS) * MINUTE_MICROS
-}
-
-fn ceil_minute(micros: i64) -> i64 {
-    let floor = floor_minute(micros);
-    if floor == micros {
-        micros
-    } else {
-        floor.saturating_add(MINUTE_MICROS)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn minutes_round_toward_the_right_side_including_before_1970() {
-        assert_eq!(floor_minute(61_000_000), 60_000_000);
-        assert_eq!(ceil_minute(61_000_000), 120_000_000);
-        assert_eq!(ceil_minute(60_000_000), 60_000_000);
-        assert_eq!(floor_minute(-1), -60_000_000);
-        assert_eq!(ceil_minute(-1), 0);
-        assert_eq!(floor_minute(i64::MAX), i64::MAX);
-        assert_eq!(ceil_minute(i64::MIN), i64::MIN);
-    }
 }

@@ -12,11 +12,83 @@ use serde_json::{Value, json};
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_eye");
 
+/// With `EYE_TEST_STORE=postgres` every test app keeps its store in a PostgreSQL schema
+/// of its own (at `EYE_TEST_DATABASE_URL`, default the local `test` database) instead
+/// of the embedded store: the same suite, the other back end.
+pub fn postgres_mode() -> bool {
+    std::env::var("EYE_TEST_STORE").as_deref() == Ok("postgres")
+}
+
+fn test_database_url() -> String {
+    std::env::var("EYE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// The PostgreSQL store URL of each data directory in use (PostgreSQL mode only).
+static DATABASES: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+
+fn database_url_for(data_dir: &Path) -> Option<String> {
+    let databases = DATABASES.lock().unwrap();
+    databases
+        .iter()
+        .find(|(dir, _)| dir == data_dir)
+        .map(|(_, url)| url.clone())
+}
+
+/// Runs `sql` on the test database (PostgreSQL mode only).
+fn run_sql(sql: String) {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let (client, connection) =
+                tokio_postgres::connect(&test_database_url(), tokio_postgres::NoTls)
+                    .await
+                    .expect("PostgreSQL at EYE_TEST_DATABASE_URL");
+            tokio::spawn(connection);
+            client.batch_execute(&sql).await.expect("running SQL");
+        });
+    })
+    .join()
+    .expect("the SQL thread");
+}
+
+/// Gives `data_dir` a fresh PostgreSQL schema as its store (PostgreSQL mode only).
+fn use_postgres_store(data_dir: &Path) -> Option<String> {
+    if !postgres_mode() {
+        return None;
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let schema = format!("eye_test_{nanos:x}");
+    run_sql(format!("CREATE SCHEMA {schema}"));
+    let base = test_database_url();
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{separator}options=-csearch_path%3D{schema}");
+    DATABASES
+        .lock()
+        .unwrap()
+        .push((data_dir.to_path_buf(), url));
+    Some(schema)
+}
+
+/// `eye --data-dir DIR` (and `--database-url` in PostgreSQL mode).
+pub fn eye_command(data_dir: &Path) -> Command {
+    let mut command = Command::new(BINARY);
+    command.arg("--data-dir").arg(data_dir);
+    if let Some(url) = database_url_for(data_dir) {
+        command.arg("--database-url").arg(url);
+    }
+    command
+}
+
 /// Runs an `eye` command against `data_dir` and returns its stdout; fails on error.
 pub fn cli(data_dir: &Path, args: &[&str]) -> String {
-    let output = Command::new(BINARY)
-        .arg("--data-dir")
-        .arg(data_dir)
+    let output = eye_command(data_dir)
         .args(args)
         .output()
         .expect("running eye");
@@ -31,9 +103,7 @@ pub fn cli(data_dir: &Path, args: &[&str]) -> String {
 /// Starts `eye --data-dir DIR ARGS...` (a command that serves HTTP) and waits until it
 /// reports its address.
 pub fn spawn_eye(data_dir: &Path, args: &[&str]) -> (Child, String) {
-    let mut child = Command::new(BINARY)
-        .arg("--data-dir")
-        .arg(data_dir)
+    let mut child = eye_command(data_dir)
         .args(args)
         .env(
             "EYE_LOG",
@@ -74,6 +144,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     child: Option<Child>,
     extra_args: Vec<String>,
+    /// The PostgreSQL schema holding this app's store (PostgreSQL mode).
+    schema: Option<String>,
     _temp: tempfile::TempDir,
 }
 
@@ -85,6 +157,7 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(extra_args: &[&str]) -> TestApp {
     let temp = tempfile::tempdir().expect("temporary directory");
     let data_dir = temp.path().join("data");
+    let schema = use_postgres_store(&data_dir);
     let ingest_token = cli(&data_dir, &["app", "create", "web"]).trim().to_owned();
     let read_token = cli(&data_dir, &["token", "create", "--scope", "read"])
         .trim()
@@ -101,6 +174,7 @@ pub async fn spawn_app_with(extra_args: &[&str]) -> TestApp {
         client: reqwest::Client::new(),
         child: None,
         extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        schema,
         _temp: temp,
     };
     app.start();
@@ -332,6 +406,9 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.kill();
+        if let Some(schema) = self.schema.take() {
+            run_sql(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+        }
     }
 }
 

@@ -1,15 +1,11 @@
-use std::process::Command;
-
 use reqwest::StatusCode;
 
-use crate::helpers::{BINARY, cli, event, spawn_app};
+use crate::helpers::{cli, event, eye_command, spawn_app};
 
 #[tokio::test]
 async fn tokens_created_while_the_server_runs_work_at_once_and_revocation_bites() {
     let app = spawn_app().await;
-    let output = Command::new(BINARY)
-        .arg("--data-dir")
-        .arg(&app.data_dir)
+    let output = eye_command(&app.data_dir)
         .args(["app", "create", "shop"])
         .output()
         .unwrap();
@@ -40,9 +36,7 @@ async fn tokens_created_while_the_server_runs_work_at_once_and_revocation_bites(
         "a new token is accepted at once"
     );
 
-    let duplicate = Command::new(BINARY)
-        .arg("--data-dir")
-        .arg(&app.data_dir)
+    let duplicate = eye_command(&app.data_dir)
         .args(["app", "create", "shop"])
         .output()
         .unwrap();
