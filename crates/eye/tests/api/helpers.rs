@@ -36,7 +36,7 @@ fn database_url_for(data_dir: &Path) -> Option<String> {
 }
 
 /// Runs `sql` on the test database (PostgreSQL mode only).
-fn run_sql(sql: String) {
+pub fn run_sql(sql: String) {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -55,8 +55,10 @@ fn run_sql(sql: String) {
     .expect("the SQL thread");
 }
 
-/// Gives `data_dir` a fresh PostgreSQL schema as its store (PostgreSQL mode only).
-fn use_postgres_store(data_dir: &Path) -> Option<String> {
+/// Gives `data_dir` a fresh PostgreSQL schema as its store (PostgreSQL mode only),
+/// which every later `cli`, `eye_command` and `spawn_eye` for it uses; returns the
+/// schema, to be dropped when the test is done.
+pub fn use_postgres_store(data_dir: &Path) -> Option<String> {
     if !postgres_mode() {
         return None;
     }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{cli, spawn_eye, typed_event, wait_until};
+use crate::helpers::{cli, run_sql, spawn_eye, typed_event, use_postgres_store, wait_until};
 
 fn eye_queue_servers(urls: &str) -> Vec<String> {
     urls.split(',').map(str::to_owned).collect()
@@ -88,6 +88,8 @@ async fn a_worker_killed_mid_stream_loses_and_duplicates_nothing() {
     let stream = fresh_stream();
     let temp = tempfile::tempdir().unwrap();
     let data = temp.path().join("data");
+    // With EYE_TEST_STORE=postgres: NATS and PostgreSQL, the fleet's engines.
+    let schema = use_postgres_store(&data);
     let ingest = cli(&data, &["app", "create", "web"]).trim().to_owned();
     let read = cli(&data, &["token", "create", "--scope", "read"])
         .trim()
@@ -178,6 +180,9 @@ async fn a_worker_killed_mid_stream_loses_and_duplicates_nothing() {
         .unwrap();
     assert_eq!(errors["errors"], json!([]));
     delete_stream(&url, &stream).await;
+    if let Some(schema) = schema {
+        run_sql(format!("DROP SCHEMA {schema} CASCADE"));
+    }
 }
 
 fn free_port() -> u16 {
