@@ -6,6 +6,7 @@
 //! server loses events or accepts none.
 
 mod ceiling;
+mod fleet;
 mod load;
 mod query;
 mod server;
@@ -103,6 +104,17 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         samples: usize,
     },
+    /// Measure a fleet: N `eye api` and M `eye worker` over NATS JetStream and PostgreSQL.
+    Fleet {
+        #[arg(long, default_value_t = 2)]
+        apis: usize,
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        #[arg(long, default_value = "nats://127.0.0.1:4222")]
+        nats_url: String,
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        database_url: String,
+    },
     /// Measure schema validation per event for the default schemas (no HTTP, no store).
     Validate {
         #[arg(long, default_value_t = 200_000)]
@@ -163,6 +175,24 @@ fn main() -> anyhow::Result<()> {
                 data_dir,
                 samples,
                 eye: cli.eye.clone().unwrap_or_else(server::default_eye_binary),
+            }));
+        }
+        Some(Command::Fleet {
+            apis,
+            workers,
+            nats_url,
+            database_url,
+        }) => {
+            return runtime.block_on(fleet::run(fleet::Options {
+                eye: cli.eye.clone().unwrap_or_else(server::default_eye_binary),
+                apis,
+                workers,
+                nats_url,
+                database_url,
+                connections: cli.connections,
+                duration: Duration::from_secs(cli.duration),
+                batch_size: cli.batch_size,
+                sessions: cli.sessions,
             }));
         }
         Some(Command::Validate { iterations }) => {

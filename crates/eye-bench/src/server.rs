@@ -46,11 +46,22 @@ impl ServerProcess {
         token: String,
         extra: &[String],
     ) -> anyhow::Result<Self> {
+        Self::start_role(eye, data_dir, "serve", token, extra)
+    }
+
+    /// Starts `eye ROLE` (`serve`, `api` or `worker`) on `data_dir` with `extra` flags.
+    pub fn start_role(
+        eye: &Path,
+        data_dir: &Path,
+        role: &str,
+        token: String,
+        extra: &[String],
+    ) -> anyhow::Result<Self> {
         let mut command = Command::new(eye);
         command
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args([role, "--listen", "127.0.0.1:0"])
             .args(extra)
             .env("EYE_LOG", "warn");
         let (child, address) = spawn(command)?;

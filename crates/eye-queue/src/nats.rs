@@ -123,6 +123,37 @@ impl NatsQueue {
     }
 }
 
+impl NatsQueue {
+    /// One pull: up to `max` messages, waiting up to `wait` for them, or only what is
+    /// there now when `wait` is `None`.
+    async fn pull(&self, max: usize, wait: Option<Duration>) -> Result<Vec<Delivery>> {
+        let mut messages = match wait {
+            None => self.consumer.fetch().max_messages(max).messages().await,
+            Some(wait) => {
+                self.consumer
+                    .batch()
+                    .max_messages(max)
+                    .expires(wait)
+                    .messages()
+                    .await
+            }
+        }
+        .map_err(unavailable)?;
+        let mut deliveries = Vec::new();
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(unavailable)?;
+            let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+            deliveries.push(Delivery {
+                seq,
+                payload: message.payload.to_vec(),
+                events: 1,
+                handle: Handle::Nats(Arc::new(message)),
+            });
+        }
+        Ok(deliveries)
+    }
+}
+
 impl Drop for NatsQueue {
     fn drop(&mut self) {
         self.depth_task.abort();
@@ -173,32 +204,15 @@ impl Queue for NatsQueue {
 
     async fn fetch(&self, max_events: usize, wait: Duration) -> Result<Vec<Delivery>> {
         let max = max_events.max(1);
-        let mut messages = if wait.is_zero() {
-            self.consumer
-                .fetch()
-                .max_messages(max)
-                .messages()
-                .await
-                .map_err(unavailable)?
-        } else {
-            self.consumer
-                .batch()
-                .max_messages(max)
-                .expires(wait)
-                .messages()
-                .await
-                .map_err(unavailable)?
-        };
-        let mut deliveries = Vec::new();
-        while let Some(message) = messages.next().await {
-            let message = message.map_err(unavailable)?;
-            let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
-            deliveries.push(Delivery {
-                seq,
-                payload: message.payload.to_vec(),
-                events: 1,
-                handle: Handle::Nats(Arc::new(message)),
-            });
+        // What is there now, without waiting; only when nothing is, wait for the first
+        // message (a pull for `max` would wait until `max` arrived or `wait` passed,
+        // adding its whole expiry to the lag of a steady trickle).
+        let mut deliveries = self.pull(max, None).await?;
+        if deliveries.is_empty() && !wait.is_zero() {
+            deliveries = self.pull(1, Some(wait)).await?;
+            if !deliveries.is_empty() && max > 1 {
+                deliveries.extend(self.pull(max - 1, None).await?);
+            }
         }
         Ok(deliveries)
     }
