@@ -10,6 +10,7 @@ mod idempotency;
 mod ingest;
 mod metrics;
 mod nats;
+mod postgres;
 mod query;
 mod schemas;
 mod tokens;

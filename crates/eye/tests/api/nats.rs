@@ -51,7 +51,7 @@ fn uuid_like() -> String {
     format!("{:x}{:x}", nanos, std::process::id())
 }
 
-struct Process(Child);
+pub struct Process(pub Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -81,6 +81,8 @@ async fn total_stored(client: &reqwest::Client, address: &str, token: &str) -> O
 
 #[tokio::test]
 async fn a_worker_killed_mid_stream_loses_and_duplicates_nothing() {
+    // The heaviest test: the NATS fault tests do not share the two cores with it.
+    let _one_at_a_time = OWN_SERVERS.lock().await;
     let url = nats_url();
     if !nats_available(&url) {
         return;
@@ -185,13 +187,28 @@ async fn a_worker_killed_mid_stream_loses_and_duplicates_nothing() {
     }
 }
 
+/// A free port below Linux's ephemeral range (32768 and up), so that no server of a
+/// concurrent test, all of which bind port 0, can take it between this check and the
+/// `nats-server` start; the tests that start `nats-server` also run one at a time.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seed = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+    loop {
+        let step = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = 20_000 + (seed.wrapping_add(step.wrapping_mul(7919)) % 10_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
+
+/// Held by each NATS fault test: they run one at a time, so that a cluster's elections
+/// are not starved of CPU by another test's load on this 2-core machine.
+static OWN_SERVERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn start_nats(port: u16, store: &std::path::Path) -> Option<Process> {
     let child = Command::new("nats-server")
@@ -222,6 +239,7 @@ fn start_nats(port: u16, store: &std::path::Path) -> Option<Process> {
 
 #[tokio::test]
 async fn ingest_answers_503_while_nats_is_down_and_recovers_by_itself() {
+    let _one_at_a_time = OWN_SERVERS.lock().await;
     let temp = tempfile::tempdir().unwrap();
     let port = free_port();
     let store = temp.path().join("nats");
@@ -334,6 +352,13 @@ impl Cluster {
                 return None;
             }
         }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for (_, port, _, _) in &cluster.nodes {
+            while TcpStream::connect(("127.0.0.1", *port)).is_err() {
+                assert!(Instant::now() < deadline, "a nats-server did not start");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         Some(cluster)
     }
 
@@ -383,6 +408,7 @@ impl Cluster {
 
 #[tokio::test]
 async fn a_cluster_node_killed_during_ingest_loses_no_accepted_event() {
+    let _one_at_a_time = OWN_SERVERS.lock().await;
     let temp = tempfile::tempdir().unwrap();
     let Some(mut cluster) = Cluster::start(temp.path()) else {
         return;

@@ -1,0 +1,161 @@
+//! The PostgreSQL store going away and coming back. The test reaches PostgreSQL through
+//! a TCP proxy of its own, which it cuts and restores: the machine's PostgreSQL stays up.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::helpers::{cli, run_sql, spawn_eye, typed_event, wait_until};
+
+/// Forwards 127.0.0.1:port to PostgreSQL until cut.
+struct Proxy {
+    port: u16,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    async fn start(port: u16) -> Proxy {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(postgres_address()).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        Proxy {
+            port,
+            task: Some(task),
+        }
+    }
+
+    /// Closes the listener and every connection through it: PostgreSQL is "down".
+    fn cut(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+fn postgres_address() -> String {
+    let url = std::env::var("EYE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let host_port = url
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("127.0.0.1:5432");
+    host_port.to_owned()
+}
+
+fn postgres_available() -> bool {
+    match std::net::TcpStream::connect(postgres_address()) {
+        Ok(_) => true,
+        Err(error) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "PostgreSQL is required in CI: {error}"
+            );
+            eprintln!("skipping: PostgreSQL is not reachable ({error})");
+            false
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_postgres_outage_delays_storage_loses_nothing_and_shows_in_readyz() {
+    if !postgres_available() {
+        return;
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let schema = format!("eye_outage_{nanos:x}");
+    run_sql(format!("CREATE SCHEMA {schema}"));
+    let mut proxy = Proxy::start(0).await;
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/test?options=-csearch_path%3D{schema}",
+        proxy.port
+    );
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let admin = |args: &[&str]| {
+        let mut all = vec!["--database-url", url.as_str()];
+        all.extend(args);
+        cli(&data, &all).trim().to_owned()
+    };
+    let ingest = admin(&["app", "create", "web"]);
+    let read = admin(&["token", "create", "--scope", "read"]);
+    let (server, address) = spawn_eye(
+        &data,
+        &["--database-url", &url, "serve", "--listen", "127.0.0.1:0"],
+    );
+    let _server = crate::nats::Process(server);
+    let http = reqwest::Client::new();
+    let post = |from: usize| {
+        let batch: Vec<Value> = (from..from + 100)
+            .map(|i| {
+                typed_event(
+                    "pg",
+                    "page interaction",
+                    "pageview",
+                    json!({"host": "h", "path": format!("/{i}")}),
+                )
+            })
+            .collect();
+        let request = http
+            .post(format!("{address}/events"))
+            .bearer_auth(&ingest)
+            .json(&batch);
+        async move { request.send().await.unwrap().status() }
+    };
+    let stored = || {
+        let request = http.get(format!("{address}/stats")).bearer_auth(&read);
+        async move {
+            let response = request.send().await.ok()?;
+            let body: Value = response.json().await.ok()?;
+            body["total"].as_i64()
+        }
+    };
+    assert_eq!(post(0).await, StatusCode::ACCEPTED);
+    wait_until(Duration::from_secs(30), "the first 100 stored", || async {
+        stored().await.filter(|n| *n == 100)
+    })
+    .await;
+
+    proxy.cut();
+    // The embedded queue still takes events: 202 means on disk in the queue.
+    assert_eq!(post(100).await, StatusCode::ACCEPTED);
+    wait_until(
+        Duration::from_secs(30),
+        "/readyz to report the store",
+        || async {
+            let response = http.get(format!("{address}/readyz")).send().await.ok()?;
+            if response.status() != StatusCode::SERVICE_UNAVAILABLE {
+                return None;
+            }
+            let body: Value = response.json().await.ok()?;
+            (body["error"]["code"] == "store_unavailable").then_some(())
+        },
+    )
+    .await;
+
+    let _proxy = Proxy::start(proxy.port).await;
+    wait_until(
+        Duration::from_secs(60),
+        "all 200 stored after the outage",
+        || async { stored().await.filter(|n| *n == 200) },
+    )
+    .await;
+    let ready = http.get(format!("{address}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    run_sql(format!("DROP SCHEMA {schema} CASCADE"));
+}
