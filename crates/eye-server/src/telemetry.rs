@@ -80,6 +80,7 @@ pub struct Metrics {
     pub errors_recorded: Counter,
     pub warnings_recorded: Counter,
     pub errors_reprocessed: Counter,
+    pub store_write_failures: Counter,
     pub queue_depth: Gauge,
     pub resident_memory: Gauge,
     pub requests: Family<RequestLabels, Histogram>,
@@ -98,6 +99,7 @@ impl Metrics {
         let errors_recorded = Counter::default();
         let warnings_recorded = Counter::default();
         let errors_reprocessed = Counter::default();
+        let store_write_failures = Counter::default();
         let queue_depth = Gauge::default();
         let resident_memory = Gauge::default();
         // 50 µs to ~13 s: covers a cached 202 and a stalled disk alike.
@@ -143,6 +145,11 @@ impl Metrics {
             errors_reprocessed.clone(),
         );
         registry.register(
+            "eye_store_write_failures",
+            "Worker batch writes that failed and were retried (store unreachable or refusing)",
+            store_write_failures.clone(),
+        );
+        registry.register(
             "eye_queue_depth",
             "Messages queued and not yet acknowledged",
             queue_depth.clone(),
@@ -181,6 +188,7 @@ impl Metrics {
             errors_recorded,
             warnings_recorded,
             errors_reprocessed,
+            store_write_failures,
             queue_depth,
             resident_memory,
             requests,

@@ -122,6 +122,7 @@ impl Worker {
                     break outcome;
                 }
                 Err(error) => {
+                    self.metrics.store_write_failures.inc();
                     tracing::error!(%error, events = batch.len(), "store write failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));

@@ -415,6 +415,14 @@ impl Drop for TestApp {
 }
 
 /// Polls `check` until it returns `Some`, panicking with `what` after `within`.
+/// The value of one unlabelled sample in a Prometheus text exposition.
+pub fn metric_sample(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let (metric, value) = line.rsplit_once(' ')?;
+        (metric == name).then(|| value.parse().ok()).flatten()
+    })
+}
+
 pub async fn wait_until<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
@@ -422,7 +430,12 @@ where
 {
     let deadline = Instant::now() + within;
     loop {
-        if let Some(value) = check().await {
+        // A check that hangs (a request to a stalled server) must fail the test at the
+        // deadline, not hold it forever.
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
+        if let Ok(Some(value)) = tokio::time::timeout(left, check()).await {
             return value;
         }
         assert!(

@@ -1,14 +1,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{WAIT, event, spawn_app, wait_until};
-
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines().find_map(|line| {
-        let (metric, value) = line.rsplit_once(' ')?;
-        (metric == name).then(|| value.parse().ok()).flatten()
-    })
-}
+use crate::helpers::{WAIT, event, metric_sample as sample, spawn_app, wait_until};
 
 #[tokio::test]
 async fn metrics_count_accepted_rejected_stored_and_recorded_events() {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::helpers::{cli, run_sql, spawn_eye, typed_event, wait_until};
+use crate::helpers::{cli, metric_sample, run_sql, spawn_eye, typed_event, wait_until};
 
 /// Forwards 127.0.0.1:port to PostgreSQL until cut.
 struct Proxy {
@@ -69,7 +69,8 @@ fn postgres_available() -> bool {
     }
 }
 
-#[tokio::test]
+// Two worker threads: the proxy must keep forwarding while the test blocks on the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_outage_delays_storage_loses_nothing_and_shows_in_readyz() {
     if !postgres_available() {
         return;
@@ -144,6 +145,30 @@ async fn a_postgres_outage_delays_storage_loses_nothing_and_shows_in_readyz() {
             }
             let body: Value = response.json().await.ok()?;
             (body["error"]["code"] == "store_unavailable").then_some(())
+        },
+    )
+    .await;
+
+    // The worker keeps retrying the batch and acknowledges nothing meanwhile.
+    wait_until(
+        Duration::from_secs(30),
+        "two failed store writes",
+        || async {
+            let text = http
+                .get(format!("{address}/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            let failures = metric_sample(&text, "eye_store_write_failures_total")?;
+            let depth = metric_sample(&text, "eye_queue_depth")?;
+            assert!(
+                depth >= 1.0,
+                "nothing is acknowledged while the store is down"
+            );
+            (failures >= 2.0).then_some(())
         },
     )
     .await;
