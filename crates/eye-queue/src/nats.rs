@@ -123,6 +123,9 @@ impl NatsQueue {
     }
 }
 
+/// How long past its expiry a pull may go unanswered before the worker stops waiting.
+const PULL_MARGIN: Duration = Duration::from_secs(2);
+
 impl NatsQueue {
     /// One pull: up to `max` messages, waiting up to `wait` for them, or only what is
     /// there now when `wait` is `None`.
@@ -139,8 +142,12 @@ impl NatsQueue {
             }
         }
         .map_err(unavailable)?;
+        // The server ends a pull with a status message. A server that restarts forgets
+        // the pull, and nothing would ever end it: the client-side bound keeps a worker
+        // from waiting forever on a request its server no longer knows.
+        let give_up = tokio::time::Instant::now() + wait.unwrap_or_default() + PULL_MARGIN;
         let mut deliveries = Vec::new();
-        while let Some(message) = messages.next().await {
+        while let Ok(Some(message)) = tokio::time::timeout_at(give_up, messages.next()).await {
             let message = message.map_err(unavailable)?;
             let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
             deliveries.push(Delivery {
