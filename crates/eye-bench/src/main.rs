@@ -103,6 +103,12 @@ enum Command {
         /// Requests per query kind.
         #[arg(long, default_value_t = 300)]
         samples: usize,
+        /// Generate and serve the data set from PostgreSQL instead of the embedded store.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// The PostgreSQL schema that holds the data set (kept and reused between runs).
+        #[arg(long, default_value = "eye_bench_query")]
+        pg_schema: String,
     },
     /// Measure a fleet: N `eye api` and M `eye worker` over NATS JetStream and PostgreSQL.
     Fleet {
@@ -167,6 +173,8 @@ fn main() -> anyhow::Result<()> {
             days,
             data_dir,
             samples,
+            database_url,
+            pg_schema,
         }) => {
             return runtime.block_on(query::run(query::Options {
                 events,
@@ -175,6 +183,8 @@ fn main() -> anyhow::Result<()> {
                 data_dir,
                 samples,
                 eye: cli.eye.clone().unwrap_or_else(server::default_eye_binary),
+                database_url,
+                pg_schema,
             }));
         }
         Some(Command::Fleet {

@@ -5,6 +5,9 @@
 //! as ingestion would), serves it with `eye serve`, and measures what analysts do: a
 //! session's timeline, the first page of one category in a one-hour window, hourly
 //! counts by type over one day, and the export of one day.
+//!
+//! With `--database-url` the data set lives in PostgreSQL (in the schema named by
+//! `--pg-schema`, kept between runs like `--data-dir`) and `eye serve` reads it there.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -12,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use eye_core::{IncomingEvent, ids};
-use eye_store::{Processed, SqliteStore, Store};
+use eye_store::{PgStore, Processed, SqliteStore, Store};
 use http_body_util::BodyExt;
 use serde_json::value::RawValue;
 
@@ -43,6 +46,9 @@ pub struct Options {
     pub data_dir: Option<PathBuf>,
     pub samples: usize,
     pub eye: PathBuf,
+    /// PostgreSQL instead of the embedded store, and the schema that holds the data set.
+    pub database_url: Option<String>,
+    pub pg_schema: String,
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
@@ -56,38 +62,58 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             temp.path()
         }
     };
-    let store = SqliteStore::open(data_dir)?;
+    // The embedded store in `data_dir`, or PostgreSQL in its own schema.
+    let database_url = match &options.database_url {
+        None => None,
+        Some(url) => {
+            crate::fleet::psql_like(
+                url,
+                &format!("CREATE SCHEMA IF NOT EXISTS {}", options.pg_schema),
+            )?;
+            Some(crate::fleet::in_schema(url, &options.pg_schema))
+        }
+    };
+    let store: Box<dyn Store> = match &database_url {
+        None => Box::new(SqliteStore::open(data_dir)?),
+        Some(url) => Box::new(PgStore::connect(url).await?),
+    };
+    let where_ = match &database_url {
+        None => data_dir.display().to_string(),
+        Some(_) => format!("PostgreSQL schema {}", options.pg_schema),
+    };
     let stored = store.stats(Default::default()).await?;
     let have: i64 = stored.iter().map(|r| r.count).sum();
     if have as u64 != options.events {
         if have != 0 {
             bail!(
-                "{} holds {have} events, not {}: use an empty or matching --data-dir",
-                data_dir.display(),
+                "{where_} holds {have} events, not {}: use an empty or matching store",
                 options.events
             );
         }
-        generate(&store, &options).await?;
+        generate(store.as_ref(), &options).await?;
     } else {
-        println!("reusing {} ({have} events)", data_dir.display());
+        println!("reusing {where_} ({have} events)");
     }
     drop(store);
 
+    let mut global = vec!["--data-dir".to_owned(), data_dir.display().to_string()];
+    if let Some(url) = &database_url {
+        global.extend(["--database-url".to_owned(), url.clone()]);
+    }
     let read_token = cli(
         &options.eye,
-        data_dir,
+        &global,
         &["token", "create", "--scope", "read"],
     )?;
-    let server = ServerProcess::start_eye_on(&options.eye, data_dir, read_token, &[])?;
+    let server = ServerProcess::start_eye_on(&options.eye, data_dir, read_token, &global[2..])?;
     let result = measure(&server, &options).await;
     server.stop();
     result
 }
 
-fn cli(eye: &Path, data_dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+fn cli(eye: &Path, global: &[String], args: &[&str]) -> anyhow::Result<String> {
     let output = std::process::Command::new(eye)
-        .arg("--data-dir")
-        .arg(data_dir)
+        .args(global)
         .args(args)
         .output()
         .with_context(|| format!("running {}", eye.display()))?;
@@ -120,7 +146,7 @@ fn session_id(index: u64) -> String {
 /// Each session lives on one day, starts at a random time and has its share of the
 /// events a few seconds to a few minutes apart; a day's events are written in time
 /// order, in transactions of 50,000.
-async fn generate(store: &SqliteStore, options: &Options) -> anyhow::Result<()> {
+async fn generate(store: &dyn Store, options: &Options) -> anyhow::Result<()> {
     let apps = [
         store.create_app("web").await?,
         store.create_app("mobile").await?,
