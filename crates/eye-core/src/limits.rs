@@ -1,6 +1,8 @@
 //! Limits on an event's payload, checked before its schema: a schema validator walks
 //! the whole tree, so size and depth are bounded first, by a scan of the text that
-//! allocates nothing.
+//! allocates nothing. Then one strict pass refuses what JSON parsers disagree on: a key
+//! twice in one object (SQLite keeps both, PostgreSQL's jsonb the last one) and numbers
+//! no double can hold (`1e999`).
 
 use serde_json::value::RawValue;
 
@@ -48,7 +50,113 @@ impl PayloadLimits {
                 Some("data"),
             ));
         }
-        Ok(())
+        strict::check(text)
+    }
+}
+
+mod strict {
+    use std::borrow::Cow;
+    use std::collections::HashSet;
+    use std::fmt;
+
+    use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    use crate::reason::Rejection;
+
+    /// Walks `data` once without building it; fails on a duplicate key or a number
+    /// out of range.
+    pub fn check(text: &str) -> Result<(), Rejection> {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        Node.deserialize(&mut deserializer).map_err(|error| {
+            let (code, what) = if error.is_data() && error.to_string().starts_with("duplicate") {
+                ("duplicate_field", "a key appears twice in one object")
+            } else {
+                ("invalid_value", "a value no JSON reader can hold")
+            };
+            Rejection::new(code, format!("`data` has {what}: {error}"), Some("data"))
+        })
+    }
+
+    struct Node;
+
+    impl<'de> DeserializeSeed<'de> for Node {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Node {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element_seed(Node)?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            // Small objects (nearly all) compare keys in a list; large ones hash them.
+            let mut few: Vec<Cow<'de, str>> = Vec::new();
+            let mut many: HashSet<Cow<'de, str>> = HashSet::new();
+            while let Some(key) = map.next_key_seed(Key)? {
+                let repeated = if many.is_empty() && few.len() < 16 {
+                    let seen = few.contains(&key);
+                    few.push(key.clone());
+                    seen
+                } else {
+                    many.extend(few.drain(..));
+                    !many.insert(key.clone())
+                };
+                if repeated {
+                    return Err(de::Error::custom(format_args!("duplicate key {key:?}")));
+                }
+                map.next_value_seed(Node)?;
+            }
+            Ok(())
+        }
+    }
+
+    /// A key, borrowed from the text unless it holds escapes.
+    struct Key;
+
+    impl<'de> DeserializeSeed<'de> for Key {
+        type Value = Cow<'de, str>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Key {
+        type Value = Cow<'de, str>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object key")
+        }
+        fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Cow<'de, str>, E> {
+            Ok(Cow::Borrowed(key))
+        }
+        fn visit_str<E>(self, key: &str) -> Result<Cow<'de, str>, E> {
+            Ok(Cow::Owned(key.to_owned()))
+        }
     }
 }
 
@@ -112,5 +220,51 @@ mod tests {
             .unwrap_err();
         assert_eq!(large.code, "payload_too_large");
         assert_eq!(large.field.as_deref(), Some("data"));
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth_and_any_object_size() {
+        let limits = PayloadLimits::default();
+        assert!(limits.check(&raw(r#"{"a":1,"b":{"a":2}}"#)).is_ok());
+        for text in [
+            r#"{"a":1,"a":2}"#,
+            r#"{"x":[{"k":1,"k":1}]}"#,
+            r#"{"a\u0062":1,"ab":2}"#,
+        ] {
+            let refused = limits.check(&raw(text)).unwrap_err();
+            assert_eq!(refused.code, "duplicate_field", "{text}");
+            assert_eq!(refused.field.as_deref(), Some("data"));
+        }
+        let many: Vec<String> = (0..40).map(|i| format!(r#""k{i}":{i}"#)).collect();
+        assert!(
+            limits
+                .check(&raw(&format!("{{{}}}", many.join(","))))
+                .is_ok()
+        );
+        let repeated = format!(r#"{{{},"k3":0}}"#, many.join(","));
+        assert!(
+            limits
+                .check(&raw(&repeated))
+                .unwrap_err()
+                .message
+                .contains("k3")
+        );
+    }
+
+    #[test]
+    fn numbers_no_double_can_hold_are_refused() {
+        let limits = PayloadLimits::default();
+        assert!(
+            limits
+                .check(&raw(r#"{"n":1e308,"m":-12345678901234567890}"#))
+                .is_ok()
+        );
+        let refused = limits.check(&raw(r#"{"n":1e999}"#)).unwrap_err();
+        assert_eq!(refused.code, "invalid_value");
+        assert!(
+            refused.message.contains("out of range"),
+            "{}",
+            refused.message
+        );
     }
 }

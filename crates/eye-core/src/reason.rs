@@ -6,7 +6,7 @@ pub const REASON_CODES: [(&str, &str); 13] = [
     ("invalid_event", "the element is not a JSON object"),
     (
         "duplicate_field",
-        "a top-level field appears more than once",
+        "a top-level field appears more than once, or a key twice in one object of `data`",
     ),
     (
         "unknown_field",
@@ -16,7 +16,7 @@ pub const REASON_CODES: [(&str, &str); 13] = [
     ("invalid_type", "a field has the wrong JSON type"),
     (
         "invalid_value",
-        "a field has the right type but an unacceptable value",
+        "a field has the right type but an unacceptable value (also: a number in `data` no double can hold)",
     ),
     (
         "invalid_timestamp",

@@ -44,6 +44,15 @@ pub struct Settings {
     pub nats_stream: String,
     /// The stream's replica count (1, or 3 on a 3-node cluster).
     pub nats_replicas: usize,
+    /// How long (milliseconds) a client may take to send a request's headers.
+    pub header_read_timeout_ms: u64,
+    /// How long (milliseconds) a client may take to send an ingest body, start to end.
+    pub body_read_timeout_ms: u64,
+    /// Events per second each application may send (token bucket); 0 means no limit.
+    pub rate_limit_events_per_second: u64,
+    /// The bucket's size: how many events an application may send at once after a pause
+    /// (0 means one second's worth, or one full batch if that is more).
+    pub rate_limit_burst: u64,
 }
 
 impl Default for Settings {
@@ -65,6 +74,10 @@ impl Default for Settings {
             queue_url: None,
             nats_stream: "EYE_EVENTS".to_owned(),
             nats_replicas: 1,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            rate_limit_events_per_second: 0,
+            rate_limit_burst: 0,
         }
     }
 }
@@ -124,6 +137,22 @@ impl Settings {
         }
         if !(1..=5).contains(&self.nats_replicas) {
             bail!("nats_replicas (EYE_NATS_REPLICAS) must be from 1 to 5");
+        }
+        if self.header_read_timeout_ms == 0 || self.body_read_timeout_ms == 0 {
+            bail!(
+                "header_read_timeout_ms and body_read_timeout_ms \
+                 (EYE_HEADER_READ_TIMEOUT_MS, EYE_BODY_READ_TIMEOUT_MS) must be at least 1"
+            );
+        }
+        if self.rate_limit_events_per_second > 0
+            && self.rate_limit_burst > 0
+            && self.rate_limit_burst < self.max_batch_events as u64
+        {
+            bail!(
+                "rate_limit_burst (EYE_RATE_LIMIT_BURST) must hold a full batch: at least \
+                 max_batch_events ({}), or 0 for the default",
+                self.max_batch_events
+            );
         }
         if self.queue_max_depth == 0 {
             bail!("queue_max_depth (EYE_QUEUE_MAX_DEPTH) must be at least 1");

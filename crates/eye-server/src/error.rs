@@ -47,6 +47,14 @@ impl ApiError {
         error
     }
 
+    /// 429 with a `Retry-After` of `wait`, rounded up to whole seconds.
+    pub fn too_many_requests(message: impl Into<String>, wait: std::time::Duration) -> Self {
+        let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        error.retry_after = Some(u32::try_from(seconds.max(1)).unwrap_or(u32::MAX));
+        error
+    }
+
     /// Logs `cause` and answers 500 without revealing it.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "request failed");

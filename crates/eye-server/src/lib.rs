@@ -1,14 +1,17 @@
 //! The Eye's server: HTTP API (`routes`), authentication (`auth`), the worker that
 //! moves events from the queue to the store (`worker`), configuration (`config`) and
 //! metrics (`telemetry`), the checks shared by the worker and reprocessing
-//! (`checker`) and the wiring of all of it (`startup`). Only this crate knows HTTP.
+//! (`checker`), the HTTP/1 server loop (`serve`) and the wiring of all of it (`startup`). Only this crate knows HTTP.
 
 pub mod auth;
 pub mod checker;
 pub mod config;
 pub mod error;
 pub mod openapi;
+pub mod rate_limit;
+pub mod request_id;
 pub mod routes;
+pub mod serve;
 pub mod startup;
 pub mod telemetry;
 pub mod worker;

@@ -49,6 +49,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// The checks and the schema registry, shared with the worker.
     pub checker: Arc<Checker>,
+    /// Per-application ingest limits; `None` when no rate is configured.
+    pub rate_limiter: Option<crate::rate_limit::RateLimiter>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -91,6 +93,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn(error::catch_panic))
+        .layer(axum::middleware::from_fn(
+            crate::request_id::with_request_id,
+        ))
         .with_state(state)
 }
 
@@ -111,6 +116,9 @@ fn operations_router(state: AppState) -> Router {
         .route("/metrics", get(telemetry::render_metrics))
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(error::catch_panic))
+        .layer(axum::middleware::from_fn(
+            crate::request_id::with_request_id,
+        ))
         .with_state(state)
 }
 
@@ -218,7 +226,13 @@ impl Application {
             linger: Duration::from_millis(settings.worker_linger_ms),
             checker: checker.clone(),
         };
+        let rate_limiter = crate::rate_limit::RateLimiter::new(
+            settings.rate_limit_events_per_second,
+            settings.rate_limit_burst,
+            settings.max_batch_events,
+        );
         let state = AppState::new(Shared {
+            rate_limiter,
             auth: Arc::new(Authenticator::new(store.clone())),
             metrics,
             checker,
@@ -259,6 +273,7 @@ impl Application {
             worker,
         } = self;
         let deadline = Duration::from_millis(state.settings.shutdown_timeout_ms);
+        let header_read_timeout_ms = state.settings.header_read_timeout_ms;
         let (stop_worker, stop) = watch::channel(false);
         let worker_task = match role {
             Role::All | Role::Worker => Some(tokio::spawn(worker.run_until_stopped(stop))),
@@ -269,10 +284,8 @@ impl Application {
             Role::All | Role::Api => router(state),
             Role::Worker => operations_router(state),
         };
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")?;
+        let header_read_timeout = Duration::from_millis(header_read_timeout_ms);
+        crate::serve::serve(listener, app, header_read_timeout, shutdown).await;
 
         let _ = stop_worker.send(true);
         if let Some(worker_task) = worker_task {

@@ -130,6 +130,20 @@ struct ServeArgs {
     /// The JetStream stream's replica count [default: 1].
     #[arg(long, env = "EYE_NATS_REPLICAS")]
     nats_replicas: Option<usize>,
+    /// How long a client may take to send a request's headers, in milliseconds
+    /// [default: 10000].
+    #[arg(long, env = "EYE_HEADER_READ_TIMEOUT_MS")]
+    header_read_timeout_ms: Option<u64>,
+    /// How long a client may take to send an ingest body, in milliseconds [default: 30000].
+    #[arg(long, env = "EYE_BODY_READ_TIMEOUT_MS")]
+    body_read_timeout_ms: Option<u64>,
+    /// Events per second each application may send; 0 is no limit [default: 0].
+    #[arg(long, env = "EYE_RATE_LIMIT_EVENTS_PER_SECOND")]
+    rate_limit_events_per_second: Option<u64>,
+    /// Events an application may send at once after a pause; 0 is one second's worth or
+    /// one full batch, whichever is more [default: 0].
+    #[arg(long, env = "EYE_RATE_LIMIT_BURST")]
+    rate_limit_burst: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -201,10 +215,21 @@ fn init_logging(quiet: bool) {
     let default = if quiet { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("EYE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    // Human-readable by default; one JSON object per line for log collectors.
+    match std::env::var("EYE_LOG_FORMAT").as_deref() {
+        Ok("json") => builder.json().with_current_span(true).init(),
+        Ok("human") | Err(_) => builder.init(),
+        Ok(other) => {
+            builder.init();
+            tracing::warn!(
+                format = other,
+                "EYE_LOG_FORMAT must be human or json; using human"
+            );
+        }
+    }
 }
 
 fn apply(mut settings: Settings, args: ServeArgs) -> Settings {
@@ -223,6 +248,10 @@ fn apply(mut settings: Settings, args: ServeArgs) -> Settings {
         queue_url,
         nats_stream,
         nats_replicas,
+        header_read_timeout_ms,
+        body_read_timeout_ms,
+        rate_limit_events_per_second,
+        rate_limit_burst,
     } = args;
     settings.listen = listen.unwrap_or(settings.listen);
     settings.max_batch_events = max_batch_events.unwrap_or(settings.max_batch_events);
@@ -243,6 +272,12 @@ fn apply(mut settings: Settings, args: ServeArgs) -> Settings {
     settings.queue_url = queue_url.or(settings.queue_url);
     settings.nats_stream = nats_stream.unwrap_or(settings.nats_stream);
     settings.nats_replicas = nats_replicas.unwrap_or(settings.nats_replicas);
+    settings.header_read_timeout_ms =
+        header_read_timeout_ms.unwrap_or(settings.header_read_timeout_ms);
+    settings.body_read_timeout_ms = body_read_timeout_ms.unwrap_or(settings.body_read_timeout_ms);
+    settings.rate_limit_events_per_second =
+        rate_limit_events_per_second.unwrap_or(settings.rate_limit_events_per_second);
+    settings.rate_limit_burst = rate_limit_burst.unwrap_or(settings.rate_limit_burst);
     settings
 }
 

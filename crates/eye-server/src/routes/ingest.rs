@@ -43,8 +43,10 @@ enum Format {
         (status = 400, description = "Not JSON, empty, bad gzip, or a single event refused (`invalid_event`)", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "The token's scope does not allow this", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within the body read timeout", body = ErrorBody),
         (status = 413, description = "Body or batch too large", body = ErrorBody),
         (status = 415, description = "Unsupported Content-Type or Content-Encoding", body = ErrorBody),
+        (status = 429, description = "The application's rate limit is reached; see Retry-After", body = ErrorBody),
         (status = 503, description = "Queue full or unavailable; see Retry-After", body = ErrorBody),
     )
 )]
@@ -64,7 +66,19 @@ pub async fn ingest_events(
     let format = content_type(headers)?;
     let limits = &state.settings;
     let gzip = content_encoding(headers)?;
-    let bytes = read_body(body, limits.max_body_bytes, gzip).await?;
+    let deadline = std::time::Duration::from_millis(limits.body_read_timeout_ms);
+    let bytes = tokio::time::timeout(deadline, read_body(body, limits.max_body_bytes, gzip))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the body did not arrive within {} ms",
+                    limits.body_read_timeout_ms
+                ),
+            )
+        })??;
 
     let (elements, single) = split_elements(&bytes, format)?;
     if elements.is_empty() {
@@ -82,6 +96,17 @@ pub async fn ingest_events(
                 limits.max_batch_events,
                 elements.len()
             ),
+        ));
+    }
+    if let Some(limiter) = &state.rate_limiter
+        && let Err(wait) = limiter.take(app_id, elements.len(), std::time::Instant::now())
+    {
+        return Err(ApiError::too_many_requests(
+            format!(
+                "this application may send {} events per second; retry later",
+                limits.rate_limit_events_per_second
+            ),
+            wait,
         ));
     }
     let depth = state.queue.depth();

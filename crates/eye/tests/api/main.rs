@@ -6,6 +6,7 @@ mod concurrency;
 mod crash;
 mod error_workflow;
 mod helpers;
+mod hostile;
 mod idempotency;
 mod ingest;
 mod metrics;
