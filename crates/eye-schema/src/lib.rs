@@ -198,6 +198,13 @@ impl Registry {
         state.ever_loaded = true;
     }
 
+    /// True when `event_type` has an entry (with or without a schema): the registered
+    /// types are a set operators control, so they are safe as metric labels.
+    pub fn is_registered(&self, event_type: &EventType) -> bool {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        state.types.contains_key(event_type)
+    }
+
     /// Checks one payload against its type's current schema.
     pub fn check(&self, event_type: &EventType, data: &RawValue) -> Check {
         let entry = {

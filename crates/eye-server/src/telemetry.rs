@@ -26,6 +26,14 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    pub reason: String,
+    /// `category/name` for registered types; `other` for the rest, whose names come
+    /// from clients and would make the label set unbounded.
+    pub r#type: String,
+}
+
 /// The routes as labels. Static strings keep the per-request bookkeeping free of
 /// allocations, and a fixed set keeps the label cardinality bounded.
 const ROUTES: [&str; 17] = [
@@ -81,6 +89,7 @@ pub struct Metrics {
     pub warnings_recorded: Counter,
     pub errors_reprocessed: Counter,
     pub store_write_failures: Counter,
+    pub validation_failures: Family<FailureLabels, Counter>,
     pub queue_depth: Gauge,
     pub resident_memory: Gauge,
     pub requests: Family<RequestLabels, Histogram>,
@@ -100,6 +109,7 @@ impl Metrics {
         let warnings_recorded = Counter::default();
         let errors_reprocessed = Counter::default();
         let store_write_failures = Counter::default();
+        let validation_failures = Family::<FailureLabels, Counter>::default();
         let queue_depth = Gauge::default();
         let resident_memory = Gauge::default();
         // 50 µs to ~13 s: covers a cached 202 and a stalled disk alike.
@@ -150,6 +160,11 @@ impl Metrics {
             store_write_failures.clone(),
         );
         registry.register(
+            "eye_validation_failures",
+            "Events recorded as errors or shadow-mode warnings, by reason and event type",
+            validation_failures.clone(),
+        );
+        registry.register(
             "eye_queue_depth",
             "Messages queued and not yet acknowledged",
             queue_depth.clone(),
@@ -189,6 +204,7 @@ impl Metrics {
             warnings_recorded,
             errors_reprocessed,
             store_write_failures,
+            validation_failures,
             queue_depth,
             resident_memory,
             requests,

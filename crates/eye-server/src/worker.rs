@@ -144,12 +144,41 @@ impl Worker {
         metrics.store_write_seconds.observe(took.as_secs_f64());
         let now = eye_core::Timestamp::now().as_micros();
         for processed in batch {
-            if let Processed::Event { received_at, .. } = processed {
-                metrics
-                    .event_lag_seconds
-                    .observe((now - received_at).max(0) as f64 / 1e6);
+            match processed {
+                Processed::Event {
+                    received_at,
+                    warning,
+                    event,
+                    ..
+                } => {
+                    metrics
+                        .event_lag_seconds
+                        .observe((now - received_at).max(0) as f64 / 1e6);
+                    if let Some(warning) = warning {
+                        self.count_failure(&warning.code, Some(event));
+                    }
+                }
+                Processed::Error {
+                    rejection, event, ..
+                } => self.count_failure(&rejection.code, event.as_ref()),
             }
         }
+    }
+
+    fn count_failure(&self, reason: &str, event: Option<&eye_core::IncomingEvent>) {
+        let r#type = match event {
+            Some(event) if self.checker.registry.is_registered(&event.event_type) => {
+                format!("{}/{}", event.event_type.category, event.event_type.name)
+            }
+            _ => "other".to_owned(),
+        };
+        self.metrics
+            .validation_failures
+            .get_or_create(&crate::telemetry::FailureLabels {
+                reason: reason.to_owned(),
+                r#type,
+            })
+            .inc();
     }
 
     fn process(&self, deliveries: &[Delivery]) -> Vec<Processed> {

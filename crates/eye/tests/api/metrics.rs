@@ -10,6 +10,8 @@ async fn metrics_count_accepted_rejected_stored_and_recorded_events() {
         event("m", "2023-01-01T00:00:01Z"),
         event("m", "2023-01-01T00:00:02Z"),
         {"session_id": "m"},
+        {"session_id": "m", "category": "page interaction", "name": "pageview",
+         "timestamp": "2023-01-01T00:00:03Z", "data": {"path": "/"}},
     ]);
     assert_eq!(app.post_events(&batch).await.status(), StatusCode::ACCEPTED);
     let text = wait_until(WAIT, "stored and recorded counts", || async {
@@ -24,10 +26,11 @@ async fn metrics_count_accepted_rejected_stored_and_recorded_events() {
             .ok()?;
         let stored = sample(&text, "eye_events_stored_total")?;
         let recorded = sample(&text, "eye_errors_recorded_total")?;
-        (stored == 2.0 && recorded == 1.0).then_some(text)
+        (stored == 2.0 && recorded == 2.0).then_some(text)
     })
     .await;
-    assert_eq!(sample(&text, "eye_events_accepted_total"), Some(2.0));
+    // The API accepts the schema-violating event; the worker records it as an error.
+    assert_eq!(sample(&text, "eye_events_accepted_total"), Some(3.0));
     assert_eq!(sample(&text, "eye_events_rejected_total"), Some(1.0));
     assert_eq!(sample(&text, "eye_queue_depth"), Some(0.0));
     assert!(sample(&text, "eye_process_resident_memory_bytes").unwrap() > 1e6);
@@ -40,4 +43,15 @@ async fn metrics_count_accepted_rejected_stored_and_recorded_events() {
         "request histogram by route and status:\n{text}"
     );
     assert!(sample(&text, "eye_event_lag_seconds_count").unwrap() >= 2.0);
+    // Failures by reason and type: registered types by name, the rest as `other`.
+    for (reason, r#type) in [
+        ("missing_field", "other"),
+        ("schema_violation", "page interaction/pageview"),
+    ] {
+        let series = format!(
+            "eye_validation_failures_total{{reason=\"{reason}\",type=\"{}\"}} 1",
+            r#type
+        );
+        assert!(text.lines().any(|l| l == series), "{series} in:\n{text}");
+    }
 }
