@@ -156,6 +156,12 @@ pub async fn ingest_events(
 
     let verdicts: Vec<Verdict<'_>> = envelopes.iter().enumerate().map(Verdict::of).collect();
     let accepted = verdicts.iter().filter(|v| v.error.is_none()).count();
+    tracing::debug!(
+        app_id,
+        accepted,
+        refused = verdicts.len() - accepted,
+        "events queued"
+    );
     state.metrics.events_accepted.inc_by(accepted as u64);
     state
         .metrics

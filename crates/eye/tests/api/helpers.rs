@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use reqwest::{Response, StatusCode};
@@ -105,18 +105,33 @@ pub fn cli(data_dir: &Path, args: &[&str]) -> String {
 /// Starts `eye --data-dir DIR ARGS...` (a command that serves HTTP) and waits until it
 /// reports its address.
 pub fn spawn_eye(data_dir: &Path, args: &[&str]) -> (Child, String) {
-    let mut child = eye_command(data_dir)
+    let level = std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into());
+    let (child, address, _log) = spawn_eye_logged(data_dir, args, &[("EYE_LOG", &level)]);
+    (child, address)
+}
+
+/// Every line the server writes to stderr, as it comes.
+pub type Log = Arc<Mutex<Vec<String>>>;
+
+/// Starts `eye` with extra environment variables and keeps its stderr lines.
+pub fn spawn_eye_logged(
+    data_dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, String, Log) {
+    let mut command = eye_command(data_dir);
+    command
         .args(args)
-        .env(
-            "EYE_LOG",
-            std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
-        )
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting eye");
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("starting eye");
     let stderr = child.stderr.take().expect("piped stderr");
+    let log: Log = Arc::default();
     let (tx, rx) = mpsc::channel();
+    let lines = Arc::clone(&log);
     std::thread::spawn(move || {
         let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines() {
@@ -129,12 +144,13 @@ pub fn spawn_eye(data_dir: &Path, args: &[&str]) -> (Child, String) {
             if std::env::var_os("TEST_LOG").is_some() {
                 eprintln!("[eye] {line}");
             }
+            lines.lock().unwrap().push(line);
         }
     });
     let address = rx
         .recv_timeout(Duration::from_secs(30))
         .unwrap_or_else(|_| panic!("eye {args:?} did not report its address within 30 s"));
-    (child, address)
+    (child, address, log)
 }
 
 pub struct TestApp {

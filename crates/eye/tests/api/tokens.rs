@@ -1,6 +1,6 @@
 use reqwest::StatusCode;
 
-use crate::helpers::{cli, event, eye_command, spawn_app};
+use crate::helpers::{cli, event, eye_command, spawn_app, spawn_eye_logged, wait_until};
 
 #[tokio::test]
 async fn tokens_created_while_the_server_runs_work_at_once_and_revocation_bites() {
@@ -83,5 +83,57 @@ fn token_secrets_are_stored_only_as_hashes() {
             !bytes.windows(secret.len()).any(|w| w == secret),
             "the plaintext token is on disk"
         );
+    }
+}
+
+#[tokio::test]
+async fn no_secret_reaches_the_logs_and_json_logs_carry_the_request_id() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let token = cli(&data, &["app", "create", "web"]).trim().to_owned();
+    let (server, address, log) = spawn_eye_logged(
+        &data,
+        &["serve", "--listen", "127.0.0.1:0"],
+        &[("EYE_LOG", "debug"), ("EYE_LOG_FORMAT", "json")],
+    );
+    let _server = crate::nats::Process(server);
+    let client = reqwest::Client::new();
+    let post = |token: String| {
+        client
+            .post(format!("{address}/events"))
+            .bearer_auth(token)
+            .header("X-Request-Id", "req-secret-test")
+            .json(&event("logs", "2023-01-01T00:00:00Z"))
+            .send()
+    };
+    assert_eq!(
+        post(token.clone()).await.unwrap().status(),
+        StatusCode::ACCEPTED
+    );
+    // A wrong secret that looks real, and garbage.
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    for bad in [forged.clone(), "eye_i_not-a-token".to_owned()] {
+        assert_eq!(post(bad).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    // The request's debug line is there, as JSON, in the request's span.
+    let lines = wait_until(crate::helpers::WAIT, "the request's log line", || async {
+        let lines = log.lock().unwrap().clone();
+        lines
+            .iter()
+            .any(|l| l.contains("events queued") && l.contains("req-secret-test"))
+            .then_some(lines)
+    })
+    .await;
+    for line in &lines {
+        assert!(!line.contains(&token), "a token in the log: {line}");
+        assert!(
+            !line.contains(&forged),
+            "a presented secret in the log: {line}"
+        );
+        if !line.starts_with("eye: ") {
+            let parsed: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+            assert!(parsed["level"].is_string(), "{line}");
+        }
     }
 }
