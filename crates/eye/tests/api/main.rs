@@ -4,6 +4,7 @@ mod analytics;
 mod bad_input;
 mod concurrency;
 mod crash;
+mod disk_full;
 mod error_workflow;
 mod helpers;
 mod hostile;
