@@ -307,3 +307,51 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z: the four-digit years.
+    const FIRST: i64 = -62_135_596_800_000_000;
+    const LAST: i64 = 253_402_300_799_999_999;
+
+    proptest! {
+        #[test]
+        fn what_is_displayed_parses_back_to_the_same_instant(micros in FIRST..=LAST) {
+            let t = Timestamp(micros);
+            prop_assert_eq!(Timestamp::parse(&t.to_string()), Ok(t));
+        }
+
+        #[test]
+        fn an_offset_names_the_same_instant_in_utc(
+            micros in FIRST + 86_400_000_000..=LAST - 86_400_000_000,
+            east in any::<bool>(),
+            hours in 0i64..=23,
+            minutes in 0i64..=59,
+        ) {
+            // Write the instant as local time at the offset, then parse it back.
+            let offset = (hours * 60 + minutes) * 60_000_000 * if east { 1 } else { -1 };
+            let local = Timestamp(micros + offset).to_string();
+            let sign = if east { '+' } else { '-' };
+            let text = format!("{}{sign}{hours:02}:{minutes:02}", &local[..local.len() - 1]);
+            prop_assert_eq!(Timestamp::parse(&text), Ok(Timestamp(micros)));
+        }
+
+        #[test]
+        fn any_text_is_parsed_or_refused_without_a_panic(text in "\\PC{0,40}") {
+            let _ = Timestamp::parse(&text);
+        }
+
+        #[test]
+        fn near_misses_of_the_format_are_refused_without_a_panic(
+            text in "[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{0,9})?(Z|[+-][0-9]{2}:?[0-9]{2})?"
+        ) {
+            if let Ok(t) = Timestamp::parse(&text) {
+                // Whatever is accepted is a real instant that displays and parses again.
+                prop_assert_eq!(Timestamp::parse(&t.to_string()), Ok(t));
+            }
+        }
+    }
+}

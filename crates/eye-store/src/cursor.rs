@@ -135,3 +135,41 @@ mod tests {
         assert_eq!(Cursor::decode(&"é".repeat(25)), Err(CursorError));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn event_cursors_round_trip(ts in any::<i64>(), seq in any::<i64>(), pk in any::<i64>()) {
+            let cursor = Cursor { ts, seq, pk };
+            prop_assert_eq!(Cursor::decode(&cursor.encode()), Ok(cursor));
+        }
+
+        #[test]
+        fn session_cursors_round_trip(last_seen in any::<i64>(), session_id in "\\PC{0,64}") {
+            let cursor = SessionCursor { last_seen, session_id };
+            prop_assert_eq!(SessionCursor::decode(&cursor.encode()), Ok(cursor));
+        }
+
+        #[test]
+        fn any_text_is_a_cursor_or_refused_without_a_panic(text in "\\PC{0,80}") {
+            let _ = Cursor::decode(&text);
+            let _ = SessionCursor::decode(&text);
+        }
+
+        #[test]
+        fn a_changed_cursor_is_refused_or_decodes_to_another_position(
+            ts in any::<i64>(), seq in any::<i64>(), pk in any::<i64>(), at in 0usize..50, to in "[0-9a-f]",
+        ) {
+            let cursor = Cursor { ts, seq, pk };
+            let mut text = cursor.encode();
+            text.replace_range(at..at + 1, &to);
+            if let Ok(other) = Cursor::decode(&text) {
+                prop_assert_eq!(other == cursor, text == cursor.encode());
+            }
+        }
+    }
+}
