@@ -40,8 +40,30 @@ impl Scope {
 }
 
 /// The SHA-256 of a token, which is all the store keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Equality takes the same time whatever the bytes: a lookup's timing tells nothing
+/// about how much of a stored hash a presented one matched. (Even a leak would only
+/// concern the hash of the caller's own input, but the comparison costs nothing.)
+#[derive(Debug, Clone, Copy, Eq)]
 pub struct TokenHash(pub [u8; 32]);
+
+/// Hashes the same bytes that equality compares, so the two agree.
+impl std::hash::Hash for TokenHash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl PartialEq for TokenHash {
+    fn eq(&self, other: &Self) -> bool {
+        let difference = self
+            .0
+            .iter()
+            .zip(other.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        std::hint::black_box(difference) == 0
+    }
+}
 
 impl TokenHash {
     pub fn of(token: &str) -> Self {
@@ -79,6 +101,18 @@ mod tests {
         assert!(a.starts_with("eye_i_"));
         assert_eq!(TokenHash::of(&a), TokenHash::of(&a));
         assert_ne!(TokenHash::of(&a), TokenHash::of(&b));
+    }
+
+    #[test]
+    fn hashes_compare_equal_only_when_every_byte_matches() {
+        let a = TokenHash::of("eye_i_a");
+        assert_eq!(a, TokenHash::of("eye_i_a"));
+        let mut last_byte = a;
+        last_byte.0[31] ^= 1;
+        assert_ne!(a, last_byte);
+        let mut first_byte = a;
+        first_byte.0[0] ^= 0x80;
+        assert_ne!(a, first_byte);
     }
 
     #[test]
