@@ -3,6 +3,7 @@
 //! and every back end agree on one definition of an event.
 
 pub mod auth;
+pub mod body;
 pub mod event;
 pub mod ids;
 pub mod limits;

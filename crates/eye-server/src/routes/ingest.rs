@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use eye_core::auth::Scope;
+use eye_core::body::{self, BodyError, BodyFormat};
 use eye_core::limits::PayloadLimits;
 use eye_core::{Body as MessageBody, Envelope, IncomingEvent, Rejection, Timestamp, ids};
 use eye_queue::Message;
@@ -22,11 +23,6 @@ use crate::error::ApiError;
 #[allow(unused_imports)]
 use crate::openapi::*;
 use crate::startup::AppState;
-
-enum Format {
-    Json,
-    Ndjson,
-}
 
 #[utoipa::path(
     post,
@@ -267,7 +263,7 @@ fn envelope_for(
     }
 }
 
-fn content_type(headers: &HeaderMap) -> Result<Format, ApiError> {
+fn content_type(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
     let value = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -279,9 +275,9 @@ fn content_type(headers: &HeaderMap) -> Result<Format, ApiError> {
         .trim()
         .to_ascii_lowercase();
     match essence.as_str() {
-        "application/json" => Ok(Format::Json),
+        "application/json" => Ok(BodyFormat::Json),
         "application/x-ndjson" | "application/jsonlines" | "application/jsonl" => {
-            Ok(Format::Ndjson)
+            Ok(BodyFormat::Ndjson)
         }
         _ => Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -359,40 +355,13 @@ async fn read_body(body: Body, limit: usize, gzip: bool) -> Result<Bytes, ApiErr
 
 /// Splits a body into its elements, borrowed from it; `true` when it was a single
 /// JSON object rather than an array or NDJSON.
-fn split_elements(bytes: &[u8], format: Format) -> Result<(Vec<&RawValue>, bool), ApiError> {
-    match format {
-        Format::Json => {
-            let invalid = |e: serde_json::Error| {
-                ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
-            };
-            match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-                Some(b'[') => Ok((serde_json::from_slice(bytes).map_err(invalid)?, false)),
-                Some(b'{') => Ok((vec![serde_json::from_slice(bytes).map_err(invalid)?], true)),
-                _ => {
-                    let _: &RawValue = serde_json::from_slice(bytes).map_err(invalid)?;
-                    Err(ApiError::bad_request(
-                        "invalid_body",
-                        "the body must be an event object or an array of events",
-                    ))
-                }
-            }
+fn split_elements(bytes: &[u8], format: BodyFormat) -> Result<(Vec<&RawValue>, bool), ApiError> {
+    body::split(bytes, format).map_err(|error| match &error {
+        BodyError::InvalidJson(_) => ApiError::bad_request("invalid_json", error.to_string()),
+        BodyError::InvalidLine { line, .. } => {
+            ApiError::bad_request("invalid_json", error.to_string())
+                .with_details(json!({ "line": line }))
         }
-        Format::Ndjson => {
-            let mut items = Vec::new();
-            for (number, line) in bytes.split(|b| *b == b'\n').enumerate() {
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                let value = serde_json::from_slice(line).map_err(|e| {
-                    ApiError::bad_request(
-                        "invalid_json",
-                        format!("line {} is not valid JSON: {e}", number + 1),
-                    )
-                    .with_details(json!({ "line": number + 1 }))
-                })?;
-                items.push(value);
-            }
-            Ok((items, false))
-        }
-    }
+        BodyError::NotEvents => ApiError::bad_request("invalid_body", error.to_string()),
+    })
 }
