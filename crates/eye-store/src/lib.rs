@@ -18,6 +18,7 @@ use uuid::Uuid;
 mod aggregate;
 pub mod cursor;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 pub use cursor::{Cursor, SessionCursor};

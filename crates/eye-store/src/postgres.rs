@@ -23,6 +23,9 @@ use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
 use crate::aggregate::{MINUTE_MICROS, Tally, group, split_range};
+use crate::rows::{
+    cut_to_limit, error_cursor, needs_dismissing, session_cursor, stored_event, violations_text,
+};
 use crate::{
     App, Cursor, ErrorCount, ErrorFilter, ErrorKey, ErrorQuery, ErrorRecord, ErrorStatus,
     ErrorSummary, EventQuery, EventRow, EventTypeInfo, GroupBy, HourlyErrorCount, OpenError, Order,
@@ -73,6 +76,13 @@ impl Sql {
             .iter()
             .map(|p| p.as_ref() as &(dyn ToSql + Sync))
             .collect()
+    }
+
+    async fn query(&self, client: &impl GenericClient) -> Result<Vec<Row>> {
+        client
+            .query(&self.text, &self.params())
+            .await
+            .map_err(database)
     }
 }
 
@@ -457,13 +467,6 @@ impl ErrorColumns {
     }
 }
 
-fn violations_text(rejection: &eye_core::Rejection) -> Result<Option<String>> {
-    (!rejection.violations.is_empty())
-        .then(|| serde_json::to_string(&rejection.violations))
-        .transpose()
-        .map_err(corrupt)
-}
-
 const EVENT_COLUMNS: &str = "e.pk, e.id, e.session_id, e.category, e.name, e.data::text, e.ts,
      e.seq, a.name, e.client_id, e.received_at, e.sent_at, e.schema_version";
 
@@ -472,22 +475,8 @@ fn raw_json(text: String) -> Result<Box<RawValue>> {
 }
 
 fn event_from_row(row: &Row) -> Result<StoredEvent> {
-    let (ts, seq, pk): (i64, i64, i64) = (row.get(6), row.get(7), row.get(0));
-    Ok(StoredEvent {
-        id: row.get(1),
-        session_id: row.get(2),
-        category: row.get(3),
-        name: row.get(4),
-        data: raw_json(row.get(5))?,
-        timestamp: Timestamp::from_micros(ts),
-        seq,
-        app: row.get(8),
-        client_id: row.get(9),
-        received_at: Timestamp::from_micros(row.get(10)),
-        sent_at: row.get::<_, Option<i64>>(11).map(Timestamp::from_micros),
-        schema_version: row.get(12),
-        cursor: Cursor { ts, seq, pk },
-    })
+    let event = event_row(row);
+    Ok(stored_event(&event, raw_json(event.data.to_owned())?))
 }
 
 fn event_row(row: &Row) -> EventRow<'_> {
@@ -563,21 +552,14 @@ async fn query_events(
     client: &impl GenericClient,
     query: &EventQuery,
 ) -> Result<Page<StoredEvent>> {
-    let sql = events_sql(query, i64::from(query.limit) + 1);
-    let rows = client
-        .query(&sql.text, &sql.params())
-        .await
-        .map_err(database)?;
+    let rows = events_sql(query, i64::from(query.limit) + 1)
+        .query(client)
+        .await?;
     let mut items = rows
         .iter()
         .map(event_from_row)
         .collect::<Result<Vec<_>>>()?;
-    let next = if items.len() > query.limit as usize {
-        items.truncate(query.limit as usize);
-        items.last().map(|e| e.cursor)
-    } else {
-        None
-    };
+    let next = cut_to_limit(&mut items, query.limit, |e| e.cursor);
     Ok(Page { items, next })
 }
 
@@ -753,11 +735,7 @@ impl Store for PgStore {
         let mut buffer = Vec::with_capacity(EXPORT_BUFFER + 4096);
         while remaining > 0 {
             let chunk = (EXPORT_CHUNK as u64).min(remaining);
-            let sql = events_sql(&query, chunk as i64);
-            let rows = client
-                .query(&sql.text, &sql.params())
-                .await
-                .map_err(database)?;
+            let rows = events_sql(&query, chunk as i64).query(&client).await?;
             let mut last = None;
             for row in &rows {
                 let event = event_row(row);
@@ -787,11 +765,7 @@ impl Store for PgStore {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                "SELECT s.session_id, s.first_seen, s.last_seen, s.event_count,
-                        coalesce((SELECT array_agg(a.name ORDER BY a.name) FROM session_apps sa
-                                  JOIN apps a ON a.id = sa.app_id
-                                  WHERE sa.session_id = s.session_id), '{}')
-                 FROM sessions s WHERE s.session_id = $1",
+                &format!("SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.session_id = $1"),
                 &[&session_id],
             )
             .await
@@ -804,13 +778,9 @@ impl Store for PgStore {
         query: SessionQuery,
     ) -> Result<(Vec<SessionSummary>, Option<SessionCursor>)> {
         let client = self.client().await?;
-        let mut sql = Sql::new(
-            "SELECT s.session_id, s.first_seen, s.last_seen, s.event_count,
-                    coalesce((SELECT array_agg(a.name ORDER BY a.name) FROM session_apps sa
-                              JOIN apps a ON a.id = sa.app_id
-                              WHERE sa.session_id = s.session_id), '{}')
-             FROM sessions s WHERE TRUE",
-        );
+        let mut sql = Sql::new(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s WHERE TRUE"
+        ));
         if let Some(from) = query.from {
             sql.and("s.last_seen >= ?", from.as_micros());
         }
@@ -837,20 +807,9 @@ impl Store for PgStore {
             " ORDER BY s.last_seen DESC, s.session_id DESC LIMIT {}",
             i64::from(query.limit) + 1
         ));
-        let rows = client
-            .query(&sql.text, &sql.params())
-            .await
-            .map_err(database)?;
+        let rows = sql.query(&client).await?;
         let mut items: Vec<SessionSummary> = rows.iter().map(session_from_row).collect();
-        let next = if items.len() > query.limit as usize {
-            items.truncate(query.limit as usize);
-            items.last().map(|s| SessionCursor {
-                last_seen: s.last_seen.as_micros(),
-                session_id: s.session_id.clone(),
-            })
-        } else {
-            None
-        };
+        let next = cut_to_limit(&mut items, query.limit, session_cursor);
         Ok((items, next))
     }
 
@@ -918,24 +877,12 @@ impl Store for PgStore {
             " ORDER BY r.id DESC LIMIT {}",
             i64::from(query.limit) + 1
         ));
-        let rows = client
-            .query(&sql.text, &sql.params())
-            .await
-            .map_err(database)?;
+        let rows = sql.query(&client).await?;
         let mut items = rows
             .iter()
             .map(error_from_row)
             .collect::<Result<Vec<_>>>()?;
-        let next = if items.len() > query.limit as usize {
-            items.truncate(query.limit as usize);
-            items.last().map(|e| Cursor {
-                ts: 0,
-                seq: 0,
-                pk: e.id,
-            })
-        } else {
-            None
-        };
+        let next = cut_to_limit(&mut items, query.limit, error_cursor);
         Ok(Page { items, next })
     }
 
@@ -954,10 +901,9 @@ impl Store for PgStore {
             " GROUP BY r.reason, r.category, r.name
               ORDER BY count(*) DESC, r.reason, r.category, r.name",
         );
-        let by_reason_and_type: Vec<ErrorCount> = client
-            .query(&sql.text, &sql.params())
-            .await
-            .map_err(database)?
+        let by_reason_and_type: Vec<ErrorCount> = sql
+            .query(&client)
+            .await?
             .iter()
             .map(|row| ErrorCount {
                 reason: row.get(0),
@@ -976,10 +922,9 @@ impl Store for PgStore {
             " GROUP BY 1, r.reason, r.category, r.name
               ORDER BY 1, count(*) DESC, r.reason, r.category, r.name",
         );
-        let hourly: Vec<HourlyErrorCount> = client
-            .query(&sql.text, &sql.params())
-            .await
-            .map_err(database)?
+        let hourly: Vec<HourlyErrorCount> = sql
+            .query(&client)
+            .await?
             .iter()
             .map(|row| HourlyErrorCount {
                 hour: Timestamp::from_micros(row.get(0)),
@@ -1002,14 +947,8 @@ impl Store for PgStore {
         let record = get_error(&tx, key)
             .await?
             .ok_or_else(|| StoreError::NotFound("error".into()))?;
-        match record.status {
-            ErrorStatus::Dismissed => return Ok(record),
-            ErrorStatus::Reprocessed => {
-                return Err(StoreError::InvalidState(
-                    "the error was reprocessed into an event and cannot be dismissed".into(),
-                ));
-            }
-            ErrorStatus::Open | ErrorStatus::Warning => {}
+        if !needs_dismissing(&record)? {
+            return Ok(record);
         }
         tx.execute(
             "UPDATE errors SET status = 'dismissed', updated_at = $2 WHERE id = $1",
@@ -1041,10 +980,9 @@ impl Store for PgStore {
         sql.and("r.id > ?", after_id);
         sql.text
             .push_str(&format!(" ORDER BY r.id LIMIT {}", i64::from(limit)));
-        Ok(client
-            .query(&sql.text, &sql.params())
-            .await
-            .map_err(database)?
+        Ok(sql
+            .query(&client)
+            .await?
             .iter()
             .map(|row| OpenError {
                 id: row.get(0),
@@ -1353,6 +1291,13 @@ impl Store for PgStore {
             .get(0))
     }
 }
+
+/// A session and its applications' names, over `sessions s`: what `session_from_row`
+/// reads.
+const SESSION_COLUMNS: &str = "s.session_id, s.first_seen, s.last_seen, s.event_count,
+     coalesce((SELECT array_agg(a.name ORDER BY a.name) FROM session_apps sa
+               JOIN apps a ON a.id = sa.app_id
+               WHERE sa.session_id = s.session_id), '{}')";
 
 fn session_from_row(row: &Row) -> SessionSummary {
     SessionSummary {

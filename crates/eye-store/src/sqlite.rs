@@ -39,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 use crate::aggregate::MINUTE_MICROS;
+use crate::rows::{cut_to_limit, stored_event, violations_text};
 
 /// Readers kept open between queries; more may be opened under load and are closed after.
 const IDLE_READERS: usize = 8;
@@ -197,10 +198,7 @@ fn write_in<'a>(
                             event: Option<&eye_core::IncomingEvent>,
                             status: ErrorStatus|
      -> Result<u64> {
-        let violations = (!rejection.violations.is_empty())
-            .then(|| serde_json::to_string(&rejection.violations))
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let violations = violations_text(rejection)?;
         Ok(insert_error.execute(params![
             id.as_bytes(),
             app_id,
@@ -361,24 +359,7 @@ const EVENT_COLUMNS: &str =
      e.client_id, e.received_at, e.sent_at, e.schema_version";
 
 fn event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
-    let pk: i64 = row.get(0)?;
-    let ts: i64 = row.get(6)?;
-    let seq: i64 = row.get(7)?;
-    Ok(StoredEvent {
-        id: uuid_from(row, 1)?,
-        session_id: row.get(2)?,
-        category: row.get(3)?,
-        name: row.get(4)?,
-        data: raw_json(row, 5)?,
-        timestamp: Timestamp::from_micros(ts),
-        seq,
-        app: row.get(8)?,
-        client_id: row.get(9)?,
-        received_at: timestamp(row, 10)?,
-        sent_at: row.get::<_, Option<i64>>(11)?.map(Timestamp::from_micros),
-        schema_version: row.get(12)?,
-        cursor: Cursor { ts, seq, pk },
-    })
+    Ok(stored_event(&event_row(row)?, raw_json(row, 5)?))
 }
 
 fn query_events(conn: &Connection, query: &EventQuery) -> Result<Page<StoredEvent>> {
@@ -387,12 +368,7 @@ fn query_events(conn: &Connection, query: &EventQuery) -> Result<Page<StoredEven
     let mut items = stmt
         .query_map(rusqlite::params_from_iter(args), event_from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let next = if items.len() > query.limit as usize {
-        items.truncate(query.limit as usize);
-        items.last().map(|e| e.cursor)
-    } else {
-        None
-    };
+    let next = cut_to_limit(&mut items, query.limit, |e| e.cursor);
     Ok(Page { items, next })
 }
 
@@ -534,18 +510,10 @@ fn export_events(
 }
 
 /// A row of `EVENT_COLUMNS`, borrowed: nothing is copied or re-validated.
-fn event_row<'r>(row: &'r Row<'_>) -> Result<EventRow<'r>> {
-    let text = |index: usize| -> Result<&'r str> {
-        Ok(row
-            .get_ref(index)?
-            .as_str()
-            .map_err(rusqlite::Error::from)?)
-    };
-    let optional_text = |index: usize| -> Result<Option<&'r str>> {
-        Ok(row
-            .get_ref(index)?
-            .as_str_or_null()
-            .map_err(rusqlite::Error::from)?)
+fn event_row<'r>(row: &'r Row<'_>) -> rusqlite::Result<EventRow<'r>> {
+    let text = |index: usize| -> rusqlite::Result<&'r str> { Ok(row.get_ref(index)?.as_str()?) };
+    let optional_text = |index: usize| -> rusqlite::Result<Option<&'r str>> {
+        Ok(row.get_ref(index)?.as_str_or_null()?)
     };
     let ts: i64 = row.get(6)?;
     let seq: i64 = row.get(7)?;

@@ -8,6 +8,7 @@ use rusqlite::{Connection, params_from_iter};
 
 use super::timestamp;
 use crate::aggregate::{Tally, group, split_range};
+use crate::rows::{cut_to_limit, session_cursor};
 use crate::{GroupBy, Result, SessionCursor, SessionQuery, SessionSummary, StatsQuery, StatsRow};
 
 pub(super) fn sessions(
@@ -69,15 +70,7 @@ pub(super) fn sessions(
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let next = if items.len() > query.limit as usize {
-        items.truncate(query.limit as usize);
-        items.last().map(|s| SessionCursor {
-            last_seen: s.last_seen.as_micros(),
-            session_id: s.session_id.clone(),
-        })
-    } else {
-        None
-    };
+    let next = cut_to_limit(&mut items, query.limit, session_cursor);
     Ok((items, next))
 }
 

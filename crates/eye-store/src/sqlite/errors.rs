@@ -4,8 +4,9 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{raw_json, timestamp, uuid_from, write_in};
+use crate::rows::{cut_to_limit, error_cursor, needs_dismissing, violations_text};
 use crate::{
-    Cursor, ErrorCount, ErrorFilter, ErrorKey, ErrorQuery, ErrorRecord, ErrorStatus, ErrorSummary,
+    ErrorCount, ErrorFilter, ErrorKey, ErrorQuery, ErrorRecord, ErrorStatus, ErrorSummary,
     HourlyErrorCount, OpenError, Page, Processed, ReprocessOutcome, Resolution, Result, StoreError,
 };
 
@@ -100,16 +101,7 @@ pub(super) fn list(conn: &Connection, query: &ErrorQuery) -> Result<Page<ErrorRe
     let mut items = stmt
         .query_map(rusqlite::params_from_iter(args), error_from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let next = if items.len() > query.limit as usize {
-        items.truncate(query.limit as usize);
-        items.last().map(|e| Cursor {
-            ts: 0,
-            seq: 0,
-            pk: e.id,
-        })
-    } else {
-        None
-    };
+    let next = cut_to_limit(&mut items, query.limit, error_cursor);
     Ok(Page { items, next })
 }
 
@@ -183,14 +175,8 @@ pub(super) fn summary(conn: &Connection, filter: &ErrorFilter) -> Result<ErrorSu
 pub(super) fn dismiss(conn: &mut Connection, key: ErrorKey) -> Result<ErrorRecord> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let record = get(&tx, key)?.ok_or_else(|| StoreError::NotFound("error".into()))?;
-    match record.status {
-        ErrorStatus::Dismissed => return Ok(record),
-        ErrorStatus::Reprocessed => {
-            return Err(StoreError::InvalidState(
-                "the error was reprocessed into an event and cannot be dismissed".into(),
-            ));
-        }
-        ErrorStatus::Open | ErrorStatus::Warning => {}
+    if !needs_dismissing(&record)? {
+        return Ok(record);
     }
     tx.execute(
         "UPDATE errors SET status = 'dismissed', updated_at = ?2 WHERE id = ?1",
@@ -267,16 +253,12 @@ pub(super) fn resolve(
                     error_id,
                     rejection,
                 } => {
-                    let violations = (!rejection.violations.is_empty())
-                        .then(|| serde_json::to_string(&rejection.violations))
-                        .transpose()
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                     outcome.still_invalid += still_invalid.execute(params![
                         error_id,
                         rejection.code,
                         rejection.message,
                         rejection.field,
-                        violations,
+                        violations_text(rejection)?,
                         now
                     ])? as u64;
                 }
