@@ -23,6 +23,25 @@ use crate::startup::AppState;
 /// The filter parameters every error endpoint takes.
 const FILTER: [&str; 7] = ["reason", "category", "name", "app", "status", "from", "to"];
 
+/// The filter parameters as the OpenAPI document lists them, for every error endpoint
+/// that takes a filter. `status` is declared by each endpoint: reprocessing takes only
+/// open errors.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct FilterParams {
+    /// A reason code
+    reason: Option<String>,
+    category: Option<String>,
+    name: Option<String>,
+    /// Application name or id
+    app: Option<String>,
+    /// RFC 3339, inclusive, on the time received
+    from: Option<String>,
+    /// RFC 3339, exclusive
+    to: Option<String>,
+}
+
 /// Open errors rechecked per store transaction during a reprocess.
 const REPROCESS_CHUNK: u32 = 500;
 
@@ -85,12 +104,7 @@ fn error_key(id: &str) -> Result<ErrorKey, ApiError> {
     tag = "errors",
     description = "Error records, newest first.",
     params(
-        ("reason" = Option<String>, Query, description = "A reason code"),
-        ("category" = Option<String>, Query),
-        ("name" = Option<String>, Query),
-        ("app" = Option<String>, Query, description = "Application name or id"),
-        ("from" = Option<String>, Query, description = "RFC 3339, inclusive, on the time received"),
-        ("to" = Option<String>, Query, description = "RFC 3339, exclusive"),
+        FilterParams,
         ("status" = Option<String>, Query, description = "`open`, `reprocessed`, `dismissed` or `warning`"),
         ("limit" = Option<u32>, Query, description = "1–1000, default 100"),
         ("cursor" = Option<String>, Query),
@@ -158,12 +172,7 @@ pub async fn get_error(
     tag = "errors",
     description = "Error counts by reason and event type, overall and per hour. The range defaults to the 24 hours before `to` (default now).",
     params(
-        ("reason" = Option<String>, Query, description = "A reason code"),
-        ("category" = Option<String>, Query),
-        ("name" = Option<String>, Query),
-        ("app" = Option<String>, Query, description = "Application name or id"),
-        ("from" = Option<String>, Query, description = "RFC 3339, inclusive, on the time received"),
-        ("to" = Option<String>, Query, description = "RFC 3339, exclusive"),
+        FilterParams,
         ("status" = Option<String>, Query),
     ),
     responses(
@@ -235,12 +244,7 @@ pub async fn dismiss_error(
     tag = "errors",
     description = "Rechecks the open errors matching the filters against the current schemas; those valid now become events exactly once (same id, original reception time).",
     params(
-        ("reason" = Option<String>, Query, description = "A reason code"),
-        ("category" = Option<String>, Query),
-        ("name" = Option<String>, Query),
-        ("app" = Option<String>, Query, description = "Application name or id"),
-        ("from" = Option<String>, Query, description = "RFC 3339, inclusive, on the time received"),
-        ("to" = Option<String>, Query, description = "RFC 3339, exclusive"),
+        FilterParams,
     ),
     responses(
         (status = 200, description = "What was done", body = ReprocessAnswer),

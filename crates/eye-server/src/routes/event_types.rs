@@ -21,6 +21,16 @@ use crate::openapi::*;
 use crate::routes::params::Params;
 use crate::startup::AppState;
 
+/// The path every endpoint here but the list takes, as the OpenAPI document shows it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct TypePath {
+    /// Percent-encoded, e.g. `page%20interaction`
+    category: String,
+    name: String,
+}
+
 fn event_type((category, name): (String, String)) -> Result<EventType, ApiError> {
     for (field, value) in [("category", &category), ("name", &name)] {
         if value.trim().is_empty() || value.len() > eye_core::event::MAX_IDENTIFIER_LEN {
@@ -72,8 +82,7 @@ pub async fn list_types(
     path = "/event-types/{category}/{name}",
     tag = "schemas",
     params(
-        ("category" = String, Path, description = "Percent-encoded, e.g. `page%20interaction`"),
-        ("name" = String, Path),
+        TypePath,
     ),
     responses(
         (status = 200, description = "The type", body = eye_store::EventTypeInfo),
@@ -103,8 +112,7 @@ pub async fn get_type(
     path = "/event-types/{category}/{name}/schema",
     tag = "schemas",
     params(
-        ("category" = String, Path, description = "Percent-encoded, e.g. `page%20interaction`"),
-        ("name" = String, Path),
+        TypePath,
         ("version" = Option<i64>, Query, description = "A version; the current one by default"),
     ),
     responses(
@@ -164,8 +172,7 @@ struct PutSchema {
     tag = "schemas",
     description = "Sets the type's schema (a new version; the old ones are kept) and, optionally, its mode. Applies to new events within a second.",
     params(
-        ("category" = String, Path, description = "Percent-encoded, e.g. `page%20interaction`"),
-        ("name" = String, Path),
+        TypePath,
     ),
     request_body = PutSchemaBody,
     responses(
@@ -221,8 +228,7 @@ pub async fn put_schema(
     tag = "schemas",
     description = "Stops checking the type's events; its versions are kept.",
     params(
-        ("category" = String, Path, description = "Percent-encoded, e.g. `page%20interaction`"),
-        ("name" = String, Path),
+        TypePath,
     ),
     responses(
         (status = 204, description = "Removed"),
