@@ -32,6 +32,15 @@ impl Authenticator {
         }
     }
 
+    /// Forgets every cached grant: a revocation made through this process bites on its
+    /// very next request (other processes notice within [`GRANT_TTL`]).
+    pub fn forget_all(&self) {
+        self.cache
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     /// Checks the request's bearer token and that its scope allows `needed`.
     pub async fn require(
         &self,

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod checker;
 pub mod config;
 pub mod error;
+pub mod management;
 pub mod openapi;
 pub mod rate_limit;
 pub mod request_id;

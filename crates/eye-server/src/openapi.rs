@@ -16,7 +16,7 @@ use eye_store::{
     SessionSummary, StatsRow, StoredEvent,
 };
 
-use crate::routes::{errors, event_types, events, health, ingest, sessions, stats};
+use crate::routes::{errors, event_types, events, health, ingest, manage, sessions, stats};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -41,6 +41,13 @@ use crate::routes::{errors, event_types, events, health, ingest, sessions, stats
         event_types::get_schema,
         event_types::put_schema,
         event_types::delete_schema,
+        manage::list_apps,
+        manage::create_app,
+        manage::revoke_app,
+        manage::list_tokens,
+        manage::create_token,
+        manage::revoke_token,
+        manage::audit_log,
         health::healthz,
         health::readyz,
     ),
@@ -49,7 +56,9 @@ use crate::routes::{errors, event_types, events, health, ingest, sessions, stats
         SessionTimeline, TimelineEvent, StatsAnswer, ErrorsPage, ErrorSummaryAnswer,
         ReprocessAnswer, EventTypesList, PutSchemaBody, Health, StoredEvent, SessionSummary,
         StatsRow, ErrorRecord, ErrorStatus, ErrorCount, HourlyErrorCount, EventTypeInfo,
-        SchemaRecord, SchemaMode, Rejection, Violation,
+        SchemaRecord, SchemaMode, Rejection, Violation, AppsList, CreatedApp, Revoked,
+        TokensList, CreatedToken, AuditList, manage::CreateApp, manage::CreateToken,
+        eye_store::App, eye_store::TokenInfo, eye_store::AuditEntry,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -58,6 +67,7 @@ use crate::routes::{errors, event_types, events, health, ingest, sessions, stats
         (name = "query", description = "Reading events, sessions and counts (read tokens)"),
         (name = "errors", description = "The error store: monitoring and reprocessing"),
         (name = "schemas", description = "Event types and their JSON Schemas"),
+        (name = "management", description = "Applications, tokens and the audit log (admin tokens)"),
         (name = "operations", description = "Health"),
     ),
 )]
@@ -242,4 +252,48 @@ pub struct PutSchemaBody {
 #[allow(dead_code)]
 pub struct Health {
     status: String,
+}
+
+/// `GET /apps`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AppsList {
+    apps: Vec<eye_store::App>,
+}
+
+/// `POST /apps`: the application and its ingest token, shown only here.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct CreatedApp {
+    app: eye_store::App,
+    token: String,
+}
+
+/// A revocation's answer: the name or id revoked.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Revoked {
+    revoked: String,
+}
+
+/// `GET /tokens`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct TokensList {
+    tokens: Vec<eye_store::TokenInfo>,
+}
+
+/// `POST /tokens`: the token's id and its secret, shown only here.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct CreatedToken {
+    id: i64,
+    token: String,
+}
+
+/// `GET /audit`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AuditList {
+    entries: Vec<eye_store::AuditEntry>,
 }

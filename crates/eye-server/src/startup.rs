@@ -19,7 +19,7 @@ use crate::auth::Authenticator;
 use crate::checker::Checker;
 use crate::config::Settings;
 use crate::error;
-use crate::routes::{errors, event_types, events, health, ingest, sessions, stats};
+use crate::routes::{errors, event_types, events, health, ingest, manage, sessions, stats};
 use crate::telemetry::{self, Metrics};
 use crate::worker::Worker;
 
@@ -79,6 +79,14 @@ pub fn router(state: AppState) -> Router {
                 .put(event_types::put_schema)
                 .delete(event_types::delete_schema),
         )
+        .route("/apps", get(manage::list_apps).post(manage::create_app))
+        .route("/apps/{name}/revoke", post(manage::revoke_app))
+        .route(
+            "/tokens",
+            get(manage::list_tokens).post(manage::create_token),
+        )
+        .route("/tokens/{id}/revoke", post(manage::revoke_token))
+        .route("/audit", get(manage::audit_log))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(telemetry::render_metrics))

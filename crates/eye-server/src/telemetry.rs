@@ -36,7 +36,7 @@ pub struct FailureLabels {
 
 /// The routes as labels. Static strings keep the per-request bookkeeping free of
 /// allocations, and a fixed set keeps the label cardinality bounded.
-const ROUTES: [&str; 17] = [
+const ROUTES: [&str; 22] = [
     "/events",
     "/events/",
     "/sessions",
@@ -50,6 +50,11 @@ const ROUTES: [&str; 17] = [
     "/event-types",
     "/event-types/{category}/{name}",
     "/event-types/{category}/{name}/schema",
+    "/apps",
+    "/apps/{name}/revoke",
+    "/tokens",
+    "/tokens/{id}/revoke",
+    "/audit",
     "/healthz",
     "/readyz",
     "/metrics",

@@ -440,6 +440,33 @@ pub struct App {
     pub revoked_at: Option<Timestamp>,
 }
 
+/// A token as an operator sees it: never its secret, which the store does not have.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct TokenInfo {
+    pub id: i64,
+    /// `ingest`, `read` or `admin`.
+    pub scope: String,
+    /// The application of an ingest token, by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    pub created_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// One management action: who did it (`cli:<os user>` or `token:<id>`), what, to what.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    pub at: Timestamp,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
+}
+
 /// A valid, unrevoked token as the store knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenGrant {
@@ -528,4 +555,12 @@ pub trait Store: Send + Sync + 'static {
         app_id: Option<i64>,
         label: Option<&str>,
     ) -> Result<i64>;
+    async fn list_tokens(&self) -> Result<Vec<TokenInfo>>;
+    /// Revokes one token; revoking a revoked one changes nothing. `NotFound` when unknown.
+    async fn revoke_token(&self, id: i64) -> Result<()>;
+
+    /// Appends to the audit log.
+    async fn audit(&self, entry: AuditEntry) -> Result<()>;
+    /// The newest `limit` entries, newest first.
+    async fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>>;
 }

@@ -27,14 +27,17 @@ use crate::rows::{
     cut_to_limit, error_cursor, needs_dismissing, session_cursor, stored_event, violations_text,
 };
 use crate::{
-    App, Cursor, ErrorCount, ErrorFilter, ErrorKey, ErrorQuery, ErrorRecord, ErrorStatus,
-    ErrorSummary, EventQuery, EventRow, EventTypeInfo, GroupBy, HourlyErrorCount, OpenError, Order,
-    Page, Processed, ReprocessOutcome, Resolution, Result, RowEncoder, SchemaRecord, SessionCursor,
-    SessionQuery, SessionSummary, StatsQuery, StatsRow, Store, StoreError, StoredEvent, TokenGrant,
-    WriteOutcome,
+    App, AuditEntry, Cursor, ErrorCount, ErrorFilter, ErrorKey, ErrorQuery, ErrorRecord,
+    ErrorStatus, ErrorSummary, EventQuery, EventRow, EventTypeInfo, GroupBy, HourlyErrorCount,
+    OpenError, Order, Page, Processed, ReprocessOutcome, Resolution, Result, RowEncoder,
+    SchemaRecord, SessionCursor, SessionQuery, SessionSummary, StatsQuery, StatsRow, Store,
+    StoreError, StoredEvent, TokenGrant, TokenInfo, WriteOutcome,
 };
 
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/postgres/0001_init.sql"),
+    include_str!("../migrations/postgres/0002_security.sql"),
+];
 /// Serializes migrations between processes starting at once.
 const MIGRATION_LOCK: i64 = 0x0e7e_0001;
 const HOUR_MICROS: i64 = 3_600_000_000;
@@ -1289,6 +1292,86 @@ impl Store for PgStore {
             .await
             .map_err(database)?
             .get(0))
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
+        Ok(self
+            .client()
+            .await?
+            .query(
+                "SELECT t.id, t.scope, a.name, t.label, t.created_at, t.revoked_at
+                 FROM tokens t LEFT JOIN apps a ON a.id = t.app_id ORDER BY t.id",
+                &[],
+            )
+            .await
+            .map_err(database)?
+            .iter()
+            .map(|row| TokenInfo {
+                id: row.get(0),
+                scope: row.get(1),
+                app: row.get(2),
+                label: row.get(3),
+                created_at: Timestamp::from_micros(row.get(4)),
+                revoked_at: row.get::<_, Option<i64>>(5).map(Timestamp::from_micros),
+            })
+            .collect())
+    }
+
+    async fn revoke_token(&self, id: i64) -> Result<()> {
+        let found = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE tokens SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1",
+                &[&id, &Timestamp::now().as_micros()],
+            )
+            .await
+            .map_err(database)?;
+        if found == 0 {
+            return Err(StoreError::NotFound(format!("token {id}")));
+        }
+        Ok(())
+    }
+
+    async fn audit(&self, entry: AuditEntry) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO audit_log (at, actor, action, target, details)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &entry.at.as_micros(),
+                    &entry.actor,
+                    &entry.action,
+                    &entry.target,
+                    &entry.details,
+                ],
+            )
+            .await
+            .map_err(database)?;
+        Ok(())
+    }
+
+    async fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>> {
+        Ok(self
+            .client()
+            .await?
+            .query(
+                "SELECT at, actor, action, target, details FROM audit_log
+                 ORDER BY at DESC, id DESC LIMIT $1",
+                &[&(limit as i64)],
+            )
+            .await
+            .map_err(database)?
+            .iter()
+            .map(|row| AuditEntry {
+                at: Timestamp::from_micros(row.get(0)),
+                actor: row.get(1),
+                action: row.get(2),
+                target: row.get(3),
+                details: row.get(4),
+            })
+            .collect())
     }
 }
 

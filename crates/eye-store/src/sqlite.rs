@@ -22,10 +22,11 @@ use eye_core::EventType;
 use eye_core::schema::{ActiveType, SchemaMode};
 
 use crate::{
-    App, Cursor, ErrorFilter, ErrorKey, ErrorQuery, ErrorRecord, ErrorStatus, ErrorSummary,
-    EventQuery, EventRow, EventTypeInfo, OpenError, Order, Page, Processed, ReprocessOutcome,
-    Resolution, Result, RowEncoder, SchemaRecord, SessionCursor, SessionQuery, SessionSummary,
-    StatsQuery, StatsRow, Store, StoreError, StoredEvent, TokenGrant, WriteOutcome,
+    App, AuditEntry, Cursor, ErrorFilter, ErrorKey, ErrorQuery, ErrorRecord, ErrorStatus,
+    ErrorSummary, EventQuery, EventRow, EventTypeInfo, OpenError, Order, Page, Processed,
+    ReprocessOutcome, Resolution, Result, RowEncoder, SchemaRecord, SessionCursor, SessionQuery,
+    SessionSummary, StatsQuery, StatsRow, Store, StoreError, StoredEvent, TokenGrant, TokenInfo,
+    WriteOutcome,
 };
 
 mod analytics;
@@ -36,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_schemas.sql"),
     include_str!("../migrations/0003_queries.sql"),
+    include_str!("../migrations/0004_security.sql"),
 ];
 
 use crate::aggregate::MINUTE_MICROS;
@@ -784,6 +786,74 @@ impl Store for SqliteStore {
                 params![&hash.0[..], scope.as_str(), app_id, label, Timestamp::now().as_micros()],
             )?;
             Ok(conn.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
+        self.read_with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT t.id, t.scope, a.name, t.label, t.created_at, t.revoked_at
+                 FROM tokens t LEFT JOIN apps a ON a.id = t.app_id ORDER BY t.id",
+            )?;
+            Ok(stmt
+                .query_map([], |row| {
+                    Ok(TokenInfo {
+                        id: row.get(0)?,
+                        scope: row.get(1)?,
+                        app: row.get(2)?,
+                        label: row.get(3)?,
+                        created_at: Timestamp::from_micros(row.get(4)?),
+                        revoked_at: row.get::<_, Option<i64>>(5)?.map(Timestamp::from_micros),
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, id: i64) -> Result<()> {
+        self.write_with(move |conn| {
+            let found = conn.execute(
+                "UPDATE tokens SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1",
+                params![id, Timestamp::now().as_micros()],
+            )?;
+            if found == 0 {
+                return Err(StoreError::NotFound(format!("token {id}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit(&self, entry: AuditEntry) -> Result<()> {
+        self.write_with(move |conn| {
+            conn.execute(
+                "INSERT INTO audit_log (at, actor, action, target, details) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![entry.at.as_micros(), entry.actor, entry.action, entry.target, entry.details],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>> {
+        self.read_with(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT at, actor, action, target, details FROM audit_log
+                 ORDER BY at DESC, id DESC LIMIT ?1",
+            )?;
+            Ok(stmt
+                .query_map(params![limit as i64], |row| {
+                    Ok(AuditEntry {
+                        at: Timestamp::from_micros(row.get(0)?),
+                        actor: row.get(1)?,
+                        action: row.get(2)?,
+                        target: row.get(3)?,
+                        details: row.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
     }

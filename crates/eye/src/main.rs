@@ -9,9 +9,10 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use eye_core::EventType;
-use eye_core::auth::{Scope, TokenHash, generate_token};
+use eye_core::auth::Scope;
 use eye_core::schema::SchemaMode;
 use eye_schema::UnknownTypePolicy;
+use eye_server::management::{self, Actor};
 use eye_server::startup::{Role, open_store};
 use eye_server::{Application, Settings};
 use eye_store::StoreError;
@@ -57,6 +58,11 @@ enum Command {
     /// Manage event-type schemas (JSON Schema, draft 2020-12).
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Print the audit log of management actions, newest first.
+    Audit {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -170,6 +176,10 @@ enum TokenCommand {
         #[arg(long)]
         label: Option<String>,
     },
+    /// List tokens: id, scope, application, label, status (never the secrets).
+    List,
+    /// Revoke a token by its id (from `eye token list`); within a second everywhere.
+    Revoke { id: i64 },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -207,6 +217,7 @@ fn main() -> anyhow::Result<()> {
             Command::App(command) => app(&settings, command).await,
             Command::Token(command) => token(&settings, command).await,
             Command::Schema(command) => schema(&settings, command).await,
+            Command::Audit { limit } => audit(&settings, limit).await,
         }
     })
 }
@@ -327,26 +338,10 @@ async fn shutdown_signal() {
 
 async fn app(settings: &Settings, command: AppCommand) -> anyhow::Result<()> {
     let store = open_store(settings).await?;
+    let actor = Actor::cli();
     match command {
         AppCommand::Create { name } => {
-            if name.trim().is_empty() || name.len() > 128 {
-                bail!("an application name must be 1 to 128 bytes long");
-            }
-            let app = match store.create_app(&name).await {
-                Err(StoreError::Conflict(_)) => {
-                    bail!("an application named {name:?} already exists")
-                }
-                other => other?,
-            };
-            let token = generate_token(Scope::Ingest)?;
-            store
-                .create_token(
-                    TokenHash::of(&token),
-                    Scope::Ingest,
-                    Some(app.id),
-                    Some(&name),
-                )
-                .await?;
+            let (_, token) = management::create_app(store.as_ref(), &actor, &name).await?;
             eprintln!("created application {name:?}; its ingest token (shown only once):");
             println!("{token}");
         }
@@ -363,10 +358,7 @@ async fn app(settings: &Settings, command: AppCommand) -> anyhow::Result<()> {
             }
         }
         AppCommand::Revoke { name } => {
-            store.revoke_app(&name).await.map_err(|e| match e {
-                StoreError::NotFound(_) => anyhow::anyhow!("no application named {name:?}"),
-                other => other.into(),
-            })?;
+            management::revoke_app(store.as_ref(), &actor, &name).await?;
             eprintln!("revoked application {name:?} and its tokens");
         }
     }
@@ -375,32 +367,56 @@ async fn app(settings: &Settings, command: AppCommand) -> anyhow::Result<()> {
 
 async fn token(settings: &Settings, command: TokenCommand) -> anyhow::Result<()> {
     let store = open_store(settings).await?;
+    let actor = Actor::cli();
     match command {
         TokenCommand::Create { scope, app, label } => {
             let scope = Scope::parse(&scope).context("unknown scope")?;
-            let app_id = match (scope, app) {
-                (Scope::Ingest, None) => bail!("an ingest token needs --app NAME"),
-                (Scope::Ingest, Some(name)) => {
-                    let apps = store.list_apps().await?;
-                    let app = apps
-                        .into_iter()
-                        .find(|a| a.name == name)
-                        .with_context(|| format!("no application named {name:?}"))?;
-                    if app.revoked_at.is_some() {
-                        bail!("application {name:?} is revoked");
-                    }
-                    Some(app.id)
-                }
-                (_, Some(_)) => bail!("only ingest tokens belong to an application; drop --app"),
-                (_, None) => None,
-            };
-            let token = generate_token(scope)?;
-            store
-                .create_token(TokenHash::of(&token), scope, app_id, label.as_deref())
-                .await?;
-            eprintln!("created a {} token (shown only once):", scope.as_str());
+            let (id, token) = management::create_token(
+                store.as_ref(),
+                &actor,
+                scope,
+                app.as_deref(),
+                label.as_deref(),
+            )
+            .await?;
+            eprintln!("created {} token {id} (shown only once):", scope.as_str());
             println!("{token}");
         }
+        TokenCommand::List => {
+            for token in store.list_tokens().await? {
+                let status = match token.revoked_at {
+                    Some(at) => format!("revoked {at}"),
+                    None => "active".to_owned(),
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\tcreated {}\t{status}",
+                    token.id,
+                    token.scope,
+                    token.app.as_deref().unwrap_or("-"),
+                    token.label.as_deref().unwrap_or("-"),
+                    token.created_at
+                );
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            management::revoke_token(store.as_ref(), &actor, id).await?;
+            eprintln!("revoked token {id}");
+        }
+    }
+    Ok(())
+}
+
+async fn audit(settings: &Settings, limit: usize) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    for entry in store.audit_log(limit).await? {
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            entry.at,
+            entry.actor,
+            entry.action,
+            entry.target,
+            entry.details.as_deref().unwrap_or("")
+        );
     }
     Ok(())
 }
@@ -430,6 +446,20 @@ async fn schema(settings: &Settings, command: SchemaCommand) -> anyhow::Result<(
             let (record, created) = store
                 .put_schema(&event_type, schema.to_string(), mode)
                 .await?;
+            if created {
+                management::audit(
+                    store.as_ref(),
+                    &Actor::cli(),
+                    "schema.set",
+                    &format!("type:{}/{}", record.category, record.name),
+                    Some(format!(
+                        "version {}, {}",
+                        record.version,
+                        record.mode.as_str()
+                    )),
+                )
+                .await;
+            }
             let what = if created { "set" } else { "unchanged at" };
             eprintln!(
                 "{:?}/{:?}: schema {what} version {} ({}); servers apply it within a second",
@@ -502,6 +532,14 @@ async fn schema(settings: &Settings, command: SchemaCommand) -> anyhow::Result<(
                     ),
                     other => other.into(),
                 })?;
+            management::audit(
+                store.as_ref(),
+                &Actor::cli(),
+                "schema.delete",
+                &format!("type:{}/{}", event_type.category, event_type.name),
+                None,
+            )
+            .await;
             eprintln!(
                 "{:?}/{:?}: schema removed; its events are no longer checked",
                 event_type.category, event_type.name

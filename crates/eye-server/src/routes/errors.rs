@@ -230,8 +230,16 @@ pub async fn dismiss_error(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    state.auth.require(&headers, Scope::Admin).await?;
+    let grant = state.auth.require(&headers, Scope::Admin).await?;
     let record = state.store.dismiss_error(error_key(&id)?).await?;
+    crate::management::audit(
+        state.store.as_ref(),
+        &crate::management::Actor::Token(grant.token_id),
+        "error.dismiss",
+        &format!("error:{id}"),
+        None,
+    )
+    .await;
     Ok(Json(json!(record)))
 }
 
@@ -258,7 +266,7 @@ pub async fn reprocess_errors(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    state.auth.require(&headers, Scope::Admin).await?;
+    let grant = state.auth.require(&headers, Scope::Admin).await?;
     let allowed: Vec<&str> = FILTER.into_iter().filter(|p| *p != "status").collect();
     let params = Params::parse(query.as_deref(), &allowed)?;
     let filter = filter_from(&params)?;
@@ -288,6 +296,17 @@ pub async fn reprocess_errors(
         state.metrics.events_stored.inc_by(outcome.reprocessed);
         state.metrics.errors_reprocessed.inc_by(outcome.reprocessed);
     }
+    crate::management::audit(
+        state.store.as_ref(),
+        &crate::management::Actor::Token(grant.token_id),
+        "errors.reprocess",
+        &format!("errors:{}", query.as_deref().unwrap_or("all open")),
+        Some(format!(
+            "{} reprocessed, {} still invalid",
+            total.reprocessed, total.still_invalid
+        )),
+    )
+    .await;
     Ok(Json(json!({
         "reprocessed": total.reprocessed,
         "still_invalid": total.still_invalid,

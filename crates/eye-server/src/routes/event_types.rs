@@ -190,7 +190,7 @@ pub async fn put_schema(
     Path(path): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    state.auth.require(&headers, Scope::Admin).await?;
+    let grant = state.auth.require(&headers, Scope::Admin).await?;
     let event_type = event_type(path)?;
     let request: PutSchema = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
@@ -214,6 +214,16 @@ pub async fn put_schema(
     // This process's worker sees the change in its very next batch; others within
     // the registry's refresh interval.
     state.checker.registry.invalidate();
+    if created {
+        audit_type(
+            &state,
+            grant.token_id,
+            "schema.set",
+            &event_type,
+            Some(&record),
+        )
+        .await;
+    }
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -243,7 +253,7 @@ pub async fn delete_schema(
     headers: HeaderMap,
     Path(path): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    state.auth.require(&headers, Scope::Admin).await?;
+    let grant = state.auth.require(&headers, Scope::Admin).await?;
     let event_type = event_type(path)?;
     state
         .store
@@ -261,5 +271,24 @@ pub async fn delete_schema(
             other => other.into(),
         })?;
     state.checker.registry.invalidate();
+    audit_type(&state, grant.token_id, "schema.delete", &event_type, None).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn audit_type(
+    state: &AppState,
+    token_id: i64,
+    action: &str,
+    event_type: &EventType,
+    record: Option<&eye_store::SchemaRecord>,
+) {
+    let details = record.map(|r| format!("version {}, {}", r.version, r.mode.as_str()));
+    crate::management::audit(
+        state.store.as_ref(),
+        &crate::management::Actor::Token(token_id),
+        action,
+        &format!("type:{}/{}", event_type.category, event_type.name),
+        details,
+    )
+    .await;
 }

@@ -5,6 +5,7 @@ pub mod event_types;
 pub mod events;
 pub mod health;
 pub mod ingest;
+pub mod manage;
 pub mod params;
 pub mod sessions;
 pub mod stats;

@@ -10,6 +10,7 @@ mod helpers;
 mod hostile;
 mod idempotency;
 mod ingest;
+mod management;
 mod metrics;
 mod nats;
 mod postgres;

@@ -1,0 +1,10 @@
+-- Who did what to the management state, and when: never updated, never deleted.
+CREATE TABLE audit_log (
+    id      BIGSERIAL PRIMARY KEY,
+    at      BIGINT NOT NULL,
+    actor   TEXT   NOT NULL,
+    action  TEXT   NOT NULL,
+    target  TEXT   NOT NULL,
+    details TEXT
+);
+CREATE INDEX audit_log_by_time ON audit_log (at);
