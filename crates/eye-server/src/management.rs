@@ -22,6 +22,8 @@ pub enum ManageError {
     AppNotAllowed,
     #[error("no token {0}")]
     UnknownToken(i64),
+    #[error("an allowed origin {0}")]
+    InvalidOrigin(String),
     #[error("no random source for a token: {0}")]
     Random(String),
     #[error(transparent)]
@@ -77,14 +79,20 @@ pub async fn create_app(
     store: &dyn Store,
     actor: &Actor,
     name: &str,
+    origins: &[String],
 ) -> Result<(App, String), ManageError> {
     if name.trim().is_empty() || name.len() > 128 {
         return Err(ManageError::InvalidName);
     }
-    let app = match store.create_app(name).await {
+    let origins = normalize_origins(origins)?;
+    let mut app = match store.create_app(name).await {
         Err(StoreError::Conflict(_)) => return Err(ManageError::AppExists(name.to_owned())),
         other => other?,
     };
+    if !origins.is_empty() {
+        store.set_allowed_origins(name, &origins).await?;
+        app.allowed_origins = origins;
+    }
     let token = generate_token(Scope::Ingest).map_err(|e| ManageError::Random(e.to_string()))?;
     let token_id = store
         .create_token(
@@ -103,6 +111,43 @@ pub async fn create_app(
     )
     .await;
     Ok((app, token))
+}
+
+fn normalize_origins(origins: &[String]) -> Result<Vec<String>, ManageError> {
+    let mut normalized = Vec::with_capacity(origins.len());
+    for origin in origins {
+        let origin = crate::cors::normalize(origin).map_err(ManageError::InvalidOrigin)?;
+        if !normalized.contains(&origin) {
+            normalized.push(origin);
+        }
+    }
+    Ok(normalized)
+}
+
+/// Replaces the browser origins an application accepts events from (none: no browser).
+pub async fn set_origins(
+    store: &dyn Store,
+    actor: &Actor,
+    name: &str,
+    origins: &[String],
+) -> Result<Vec<String>, ManageError> {
+    let origins = normalize_origins(origins)?;
+    store
+        .set_allowed_origins(name, &origins)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound(_) => ManageError::UnknownApp(name.to_owned()),
+            other => other.into(),
+        })?;
+    audit(
+        store,
+        actor,
+        "app.origins",
+        &format!("app:{name}"),
+        Some(origins.join(" ")),
+    )
+    .await;
+    Ok(origins)
 }
 
 pub async fn revoke_app(store: &dyn Store, actor: &Actor, name: &str) -> Result<(), ManageError> {

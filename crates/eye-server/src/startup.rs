@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use eye_queue::{EmbeddedQueue, NatsOptions, NatsQueue, Queue};
 use eye_schema::Registry;
 use eye_store::{PgStore, SqliteStore, Store};
@@ -49,19 +49,29 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// The checks and the schema registry, shared with the worker.
     pub checker: Arc<Checker>,
+    /// Browser origins allowed per application (CORS).
+    pub origins: crate::cors::OriginPolicy,
     /// Per-application ingest limits; `None` when no rate is configured.
     pub rate_limiter: Option<crate::rate_limit::RateLimiter>,
 }
 
 pub fn router(state: AppState) -> Router {
+    // Browsers send events cross-origin: CORS applies to the ingest routes.
+    let cors = axum::middleware::from_fn_with_state(state.clone(), crate::cors::cors);
     Router::new()
         .route(
             "/events",
-            post(ingest::ingest_events).get(events::list_events),
+            post(ingest::ingest_events)
+                .get(events::list_events)
+                .options(crate::cors::preflight)
+                .layer(cors.clone()),
         )
         .route(
             "/events/",
-            post(ingest::ingest_events).get(events::list_events),
+            post(ingest::ingest_events)
+                .get(events::list_events)
+                .options(crate::cors::preflight)
+                .layer(cors),
         )
         .route("/sessions", get(sessions::list_sessions))
         .route("/sessions/{id}", get(sessions::get_session))
@@ -81,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/apps", get(manage::list_apps).post(manage::create_app))
         .route("/apps/{name}/revoke", post(manage::revoke_app))
+        .route("/apps/{name}/origins", put(manage::set_origins))
         .route(
             "/tokens",
             get(manage::list_tokens).post(manage::create_token),
@@ -240,6 +251,7 @@ impl Application {
             settings.max_batch_events,
         );
         let state = AppState::new(Shared {
+            origins: crate::cors::OriginPolicy::new(store.clone()),
             rate_limiter,
             auth: Arc::new(Authenticator::new(store.clone())),
             metrics,

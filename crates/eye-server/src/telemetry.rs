@@ -36,7 +36,7 @@ pub struct FailureLabels {
 
 /// The routes as labels. Static strings keep the per-request bookkeeping free of
 /// allocations, and a fixed set keeps the label cardinality bounded.
-const ROUTES: [&str; 22] = [
+const ROUTES: [&str; 23] = [
     "/events",
     "/events/",
     "/sessions",
@@ -52,6 +52,7 @@ const ROUTES: [&str; 22] = [
     "/event-types/{category}/{name}/schema",
     "/apps",
     "/apps/{name}/revoke",
+    "/apps/{name}/origins",
     "/tokens",
     "/tokens/{id}/revoke",
     "/audit",

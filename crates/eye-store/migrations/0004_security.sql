@@ -8,3 +8,6 @@ CREATE TABLE audit_log (
     details TEXT
 );
 CREATE INDEX audit_log_by_time ON audit_log (at);
+
+-- Browser origins allowed to send this application's events (CORS), one per line.
+ALTER TABLE apps ADD COLUMN allowed_origins TEXT NOT NULL DEFAULT '';

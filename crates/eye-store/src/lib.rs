@@ -438,6 +438,16 @@ pub struct App {
     pub created_at: Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<Timestamp>,
+    /// Browser origins (`https://shop.example`, or `*`) allowed to send its events.
+    pub allowed_origins: Vec<String>,
+}
+
+/// Origins as the store keeps them: one per line.
+pub(crate) fn origins_from_text(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A token as an operator sees it: never its secret, which the store does not have.
@@ -548,6 +558,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_apps(&self) -> Result<Vec<App>>;
     /// Revokes an application and every token of it.
     async fn revoke_app(&self, name: &str) -> Result<()>;
+    /// Replaces an application's allowed browser origins. `NotFound` when unknown.
+    async fn set_allowed_origins(&self, name: &str, origins: &[String]) -> Result<()>;
     async fn create_token(
         &self,
         hash: TokenHash,

@@ -1220,7 +1220,24 @@ impl Store for PgStore {
             name: name.to_owned(),
             created_at: Timestamp::from_micros(now),
             revoked_at: None,
+            allowed_origins: Vec::new(),
         })
+    }
+
+    async fn set_allowed_origins(&self, name: &str, origins: &[String]) -> Result<()> {
+        let found = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE apps SET allowed_origins = $2 WHERE name = $1",
+                &[&name, &origins.join("\n")],
+            )
+            .await
+            .map_err(database)?;
+        if found == 0 {
+            return Err(StoreError::NotFound(format!("application {name:?}")));
+        }
+        Ok(())
     }
 
     async fn list_apps(&self) -> Result<Vec<App>> {
@@ -1228,7 +1245,7 @@ impl Store for PgStore {
             .client()
             .await?
             .query(
-                "SELECT id, name, created_at, revoked_at FROM apps ORDER BY name",
+                "SELECT id, name, created_at, revoked_at, allowed_origins FROM apps ORDER BY name",
                 &[],
             )
             .await
@@ -1239,6 +1256,7 @@ impl Store for PgStore {
                 name: row.get(1),
                 created_at: Timestamp::from_micros(row.get(2)),
                 revoked_at: row.get::<_, Option<i64>>(3).map(Timestamp::from_micros),
+                allowed_origins: crate::origins_from_text(row.get(4)),
             })
             .collect())
     }

@@ -575,6 +575,7 @@ fn app_from_row(row: &Row<'_>) -> rusqlite::Result<App> {
         name: row.get(1)?,
         created_at: timestamp(row, 2)?,
         revoked_at: row.get::<_, Option<i64>>(3)?.map(Timestamp::from_micros),
+        allowed_origins: crate::origins_from_text(&row.get::<_, String>(4)?),
     })
 }
 
@@ -732,7 +733,23 @@ impl Store for SqliteStore {
                 name,
                 created_at: Timestamp::from_micros(now),
                 revoked_at: None,
+                allowed_origins: Vec::new(),
             })
+        })
+        .await
+    }
+
+    async fn set_allowed_origins(&self, name: &str, origins: &[String]) -> Result<()> {
+        let (name, text) = (name.to_owned(), origins.join("\n"));
+        self.write_with(move |conn| {
+            let found = conn.execute(
+                "UPDATE apps SET allowed_origins = ?2 WHERE name = ?1",
+                params![name, text],
+            )?;
+            if found == 0 {
+                return Err(StoreError::NotFound(format!("application {name:?}")));
+            }
+            Ok(())
         })
         .await
     }
@@ -740,7 +757,7 @@ impl Store for SqliteStore {
     async fn list_apps(&self) -> Result<Vec<App>> {
         self.read_with(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT id, name, created_at, revoked_at FROM apps ORDER BY name",
+                "SELECT id, name, created_at, revoked_at, allowed_origins FROM apps ORDER BY name",
             )?;
             Ok(stmt
                 .query_map([], app_from_row)?

@@ -155,7 +155,19 @@ struct ServeArgs {
 #[derive(Subcommand)]
 enum AppCommand {
     /// Register an application; prints its new ingest token alone on stdout.
-    Create { name: String },
+    Create {
+        name: String,
+        /// A browser origin allowed to send its events (https://shop.example, or *);
+        /// repeat for more.
+        #[arg(long = "allowed-origin")]
+        allowed_origins: Vec<String>,
+    },
+    /// Replace an application's allowed browser origins (none given: no browser).
+    Origins {
+        name: String,
+        #[arg(long = "allowed-origin")]
+        allowed_origins: Vec<String>,
+    },
     /// List applications.
     List,
     /// Revoke an application and all its tokens.
@@ -340,8 +352,12 @@ async fn app(settings: &Settings, command: AppCommand) -> anyhow::Result<()> {
     let store = open_store(settings).await?;
     let actor = Actor::cli();
     match command {
-        AppCommand::Create { name } => {
-            let (_, token) = management::create_app(store.as_ref(), &actor, &name).await?;
+        AppCommand::Create {
+            name,
+            allowed_origins,
+        } => {
+            let (_, token) =
+                management::create_app(store.as_ref(), &actor, &name, &allowed_origins).await?;
             eprintln!("created application {name:?}; its ingest token (shown only once):");
             println!("{token}");
         }
@@ -352,10 +368,28 @@ async fn app(settings: &Settings, command: AppCommand) -> anyhow::Result<()> {
                     None => "active".to_owned(),
                 };
                 println!(
-                    "{}\t{}\tcreated {}\t{status}",
-                    app.id, app.name, app.created_at
+                    "{}\t{}\tcreated {}\t{status}\t{}",
+                    app.id,
+                    app.name,
+                    app.created_at,
+                    app.allowed_origins.join(" ")
                 );
             }
+        }
+        AppCommand::Origins {
+            name,
+            allowed_origins,
+        } => {
+            let origins =
+                management::set_origins(store.as_ref(), &actor, &name, &allowed_origins).await?;
+            eprintln!(
+                "{name:?} accepts events from browsers at: {}; servers apply it within a second",
+                if origins.is_empty() {
+                    "no origin".to_owned()
+                } else {
+                    origins.join(" ")
+                }
+            );
         }
         AppCommand::Revoke { name } => {
             management::revoke_app(store.as_ref(), &actor, &name).await?;

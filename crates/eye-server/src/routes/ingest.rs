@@ -59,6 +59,7 @@ pub async fn ingest_events(
     let app_id = grant
         .app_id
         .ok_or_else(|| ApiError::internal("ingest token without an application"))?;
+    state.origins.check_app(app_id, headers).await?;
     let format = content_type(headers)?;
     let limits = &state.settings;
     let gzip = content_encoding(headers)?;

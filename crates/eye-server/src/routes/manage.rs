@@ -20,9 +20,10 @@ impl From<ManageError> for ApiError {
     fn from(error: ManageError) -> Self {
         let message = error.to_string();
         match error {
-            ManageError::InvalidName | ManageError::IngestNeedsApp | ManageError::AppNotAllowed => {
-                ApiError::bad_request("invalid_body", message)
-            }
+            ManageError::InvalidName
+            | ManageError::IngestNeedsApp
+            | ManageError::AppNotAllowed
+            | ManageError::InvalidOrigin(_) => ApiError::bad_request("invalid_body", message),
             ManageError::AppExists(_) | ManageError::AppRevoked(_) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message)
             }
@@ -69,6 +70,9 @@ pub async fn list_apps(
 #[serde(deny_unknown_fields)]
 pub struct CreateApp {
     pub name: String,
+    /// Browser origins allowed to send its events (`https://shop.example`, or `*`)
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 #[utoipa::path(post, path = "/apps", tag = "management",
@@ -86,8 +90,15 @@ pub async fn create_app(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let actor = admin(&state, &headers).await?;
-    let request: CreateApp = body(&bytes, r#"{"name": "..."}"#)?;
-    let (app, token) = management::create_app(state.store.as_ref(), &actor, &request.name).await?;
+    let request: CreateApp = body(&bytes, r#"{"name": "...", "allowed_origins": [...]}"#)?;
+    let (app, token) = management::create_app(
+        state.store.as_ref(),
+        &actor,
+        &request.name,
+        &request.allowed_origins,
+    )
+    .await?;
+    state.origins.forget();
     Ok((
         StatusCode::CREATED,
         Json(json!({ "app": app, "token": token })),
@@ -112,6 +123,42 @@ pub async fn revoke_app(
     management::revoke_app(state.store.as_ref(), &actor, &name).await?;
     state.auth.forget_all();
     Ok(Json(json!({ "revoked": name })).into_response())
+}
+
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetOrigins {
+    /// The whole new list; empty: no browser may send this application's events
+    pub allowed_origins: Vec<String>,
+}
+
+#[utoipa::path(put, path = "/apps/{name}/origins", tag = "management",
+    params(("name" = String, Path, description = "The application's name")),
+    request_body = SetOrigins,
+    responses(
+        (status = 200, description = "The origins now allowed (normalized), in every process within a second", body = SetOrigins),
+        (status = 400, description = "Not a valid body or origin", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Not an admin token", body = ErrorBody),
+        (status = 404, description = "No such application", body = ErrorBody),
+    ))]
+pub async fn set_origins(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let actor = admin(&state, &headers).await?;
+    let request: SetOrigins = body(&bytes, r#"{"allowed_origins": ["https://..."]}"#)?;
+    let origins = management::set_origins(
+        state.store.as_ref(),
+        &actor,
+        &name,
+        &request.allowed_origins,
+    )
+    .await?;
+    state.origins.forget();
+    Ok(Json(json!({ "allowed_origins": origins })).into_response())
 }
 
 #[utoipa::path(get, path = "/tokens", tag = "management",

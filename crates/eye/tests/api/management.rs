@@ -188,3 +188,116 @@ async fn applications_and_tokens_are_managed_over_http_and_the_cli_and_audited()
         "{printed}"
     );
 }
+
+#[tokio::test]
+async fn browsers_may_send_events_only_from_the_origins_their_application_allows() {
+    let app = spawn_app().await;
+    let shop = cli(
+        &app.data_dir,
+        &[
+            "app",
+            "create",
+            "shop",
+            "--allowed-origin",
+            "https://Shop.Example/",
+        ],
+    )
+    .trim()
+    .to_owned();
+    let body = event("cors", "2023-01-01T00:00:00Z").to_string();
+    let post = |token: String, origin: &'static str| {
+        app.client
+            .post(app.url("/events"))
+            .bearer_auth(token)
+            .header("Origin", origin)
+            .header("Content-Type", "application/json")
+            .body(body.clone())
+            .send()
+    };
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(Method::OPTIONS, app.url("/events"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+
+    // The allowed origin: a preflight and the POST, both with the CORS headers.
+    let answer = preflight("https://shop.example").await.unwrap();
+    assert_eq!(answer.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        answer.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
+    assert!(
+        answer.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("authorization")
+    );
+    let answer = post(shop.clone(), "https://shop.example").await.unwrap();
+    assert_eq!(answer.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        answer.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
+
+    // Another origin: refused at the preflight and at the POST, without CORS headers.
+    let answer = preflight("https://evil.example").await.unwrap();
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    assert!(
+        answer
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    let answer = post(shop.clone(), "https://evil.example").await.unwrap();
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    let error: Value = answer.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "origin_not_allowed");
+
+    // The web app allows no origin: a browser page of the shop cannot use its token.
+    let answer = post(app.ingest_token.clone(), "https://shop.example")
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    // Servers send no Origin and are not concerned.
+    let answer = app
+        .post_raw(
+            body.clone().into_bytes(),
+            "application/json",
+            Some(&app.ingest_token),
+        )
+        .await;
+    assert_eq!(answer.status(), StatusCode::ACCEPTED);
+
+    // Origins changed over HTTP apply at once in this process.
+    let put = app
+        .send_as(
+            Method::PUT,
+            "/apps/web/origins",
+            &app.admin_token,
+            Some(&json!({"allowed_origins": ["*"]})),
+        )
+        .await;
+    assert_eq!(put.status(), StatusCode::OK);
+    let answer = post(app.ingest_token.clone(), "https://anywhere.example")
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::ACCEPTED);
+    let bad = app
+        .send_as(
+            Method::PUT,
+            "/apps/web/origins",
+            &app.admin_token,
+            Some(&json!({"allowed_origins": ["shop.example/path"]})),
+        )
+        .await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let listing = cli(&app.data_dir, &["app", "list"]);
+    assert!(listing.contains("https://shop.example"), "{listing}");
+}

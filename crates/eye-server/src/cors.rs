@@ -1,0 +1,228 @@
+//! CORS for browser ingestion, per application. Each application lists the origins
+//! its pages are served from (`https://shop.example`, or `*` for any). A preflight
+//! carries no token, so it is answered for an origin that any active application
+//! allows; the `POST` itself is then held to its own application's list. Requests
+//! without an `Origin` header (servers) are not concerned.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use eye_store::Store;
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Origin lists change rarely; every process sees a change within this.
+const REFRESH_EVERY: Duration = Duration::from_secs(1);
+
+/// Checks an origin as an operator writes it and returns it as browsers send it:
+/// `scheme://host[:port]`, lower case, no path.
+pub fn normalize(origin: &str) -> Result<String, String> {
+    if origin == "*" {
+        return Ok(origin.to_owned());
+    }
+    let lower = origin.trim_end_matches('/').to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+        .ok_or_else(|| format!("{origin:?} must start with http:// or https://"))?;
+    let valid = !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if !valid {
+        return Err(format!(
+            "{origin:?} must be scheme://host[:port], with no path, query or user"
+        ));
+    }
+    Ok(lower)
+}
+
+#[derive(Default)]
+struct Allowed {
+    /// Origins allowed by at least one active application (`*` included).
+    any_app: HashSet<String>,
+    by_app: HashMap<i64, Vec<String>>,
+}
+
+impl Allowed {
+    fn for_any_app(&self, origin: &str) -> bool {
+        self.any_app.contains("*") || self.any_app.contains(origin)
+    }
+
+    fn for_app(&self, app_id: i64, origin: &str) -> bool {
+        self.by_app
+            .get(&app_id)
+            .is_some_and(|list| list.iter().any(|o| o == "*" || o == origin))
+    }
+}
+
+pub struct OriginPolicy {
+    store: Arc<dyn Store>,
+    current: RwLock<(Option<Instant>, Arc<Allowed>)>,
+}
+
+impl OriginPolicy {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        OriginPolicy {
+            store,
+            current: RwLock::new((None, Arc::default())),
+        }
+    }
+
+    async fn allowed(&self) -> Result<Arc<Allowed>, ApiError> {
+        {
+            let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+            if current.0.is_some_and(|at| at.elapsed() < REFRESH_EVERY) {
+                return Ok(Arc::clone(&current.1));
+            }
+        }
+        let mut allowed = Allowed::default();
+        for app in self.store.list_apps().await? {
+            if app.revoked_at.is_none() {
+                allowed.any_app.extend(app.allowed_origins.iter().cloned());
+                allowed.by_app.insert(app.id, app.allowed_origins);
+            }
+        }
+        let allowed = Arc::new(allowed);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) =
+            (Some(Instant::now()), Arc::clone(&allowed));
+        Ok(allowed)
+    }
+
+    /// Makes the next request reload the lists (after a change made by this process).
+    pub fn forget(&self) {
+        self.current.write().unwrap_or_else(|e| e.into_inner()).0 = None;
+    }
+
+    /// For an ingest request from a browser: its application must allow the origin.
+    pub async fn check_app(&self, app_id: i64, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(origin) = origin(headers) else {
+            return Ok(());
+        };
+        if self.allowed().await?.for_app(app_id, origin) {
+            Ok(())
+        } else {
+            Err(not_allowed(origin))
+        }
+    }
+}
+
+fn origin(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
+}
+
+fn not_allowed(origin: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "origin_not_allowed",
+        format!(
+            "the origin {origin:?} is not allowed for this application \
+             (eye app origins NAME --allowed-origin URL)"
+        ),
+    )
+}
+
+/// `OPTIONS` without an `Origin` (not a browser's preflight): what the route allows.
+pub async fn preflight() -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert(
+        header::ALLOW,
+        HeaderValue::from_static("GET, POST, OPTIONS"),
+    );
+    response
+}
+
+/// Middleware on the ingest routes: answers preflights and adds the CORS headers.
+pub async fn cors(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    // Reading events is for analysts' tools, not pages: only ingest is cross-origin.
+    let reading = matches!(*request.method(), Method::GET | Method::HEAD);
+    let Some(origin) = origin(request.headers())
+        .map(str::to_owned)
+        .filter(|_| !reading)
+    else {
+        return next.run(request).await;
+    };
+    let allowed = match state.origins.allowed().await {
+        Ok(allowed) => allowed.for_any_app(&origin),
+        Err(error) => return error.into_response(),
+    };
+    if !allowed {
+        return not_allowed(&origin).into_response();
+    }
+    let mut response = if request.method() == Method::OPTIONS {
+        let mut preflight = StatusCode::NO_CONTENT.into_response();
+        let headers = preflight.headers_mut();
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("POST"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization, content-type, content-encoding"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+        preflight
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&origin) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    }
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("retry-after, x-request-id"),
+    );
+    headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_normalized_or_refused() {
+        assert_eq!(
+            normalize("https://Shop.Example/").unwrap(),
+            "https://shop.example"
+        );
+        assert_eq!(
+            normalize("http://localhost:8080").unwrap(),
+            "http://localhost:8080"
+        );
+        assert_eq!(normalize("*").unwrap(), "*");
+        for bad in [
+            "shop.example",
+            "https://",
+            "https://a/b",
+            "ftp://a",
+            "https://u@a",
+        ] {
+            assert!(normalize(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_app_allows_its_own_origins_or_any_with_a_star() {
+        let mut allowed = Allowed::default();
+        allowed.by_app.insert(1, vec!["https://a".into()]);
+        allowed.by_app.insert(2, vec!["*".into()]);
+        allowed.any_app.insert("https://a".into());
+        assert!(allowed.for_app(1, "https://a"));
+        assert!(!allowed.for_app(1, "https://b"));
+        assert!(allowed.for_app(2, "https://b"));
+        assert!(!allowed.for_app(3, "https://a"));
+        assert!(allowed.for_any_app("https://a"));
+        assert!(!allowed.for_any_app("https://b"));
+    }
+}
