@@ -43,6 +43,8 @@ pub struct EmbeddedQueue {
     reader: Arc<Mutex<Connection>>,
     /// The seq of the newest message handed out by `fetch`.
     fetched: Mutex<u64>,
+    /// The seq of the newest acknowledged message (rows up to it are deleted lazily).
+    acked: AtomicU64,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -97,6 +99,7 @@ impl EmbeddedQueue {
             depth,
             reader: Arc::new(Mutex::new(reader)),
             fetched: Mutex::new(acked_at_start),
+            acked: AtomicU64::new(acked_at_start),
             writer: Mutex::new(Some(writer)),
         })
     }
@@ -260,6 +263,7 @@ impl Queue for EmbeddedQueue {
         };
         let events: u64 = deliveries.iter().map(|d| u64::from(d.events)).sum();
         self.depth.fetch_sub(events, Ordering::Relaxed);
+        self.acked.fetch_max(last, Ordering::Relaxed);
         self.requests
             .send(Request::Ack(last))
             .await
@@ -268,6 +272,24 @@ impl Queue for EmbeddedQueue {
 
     fn depth(&self) -> u64 {
         self.depth.load(Ordering::Relaxed)
+    }
+
+    async fn oldest_payload(&self) -> Result<Option<Vec<u8>>> {
+        let after = self.acked.load(Ordering::Relaxed);
+        let reader = Arc::clone(&self.reader);
+        tokio::task::spawn_blocking(move || -> Result<Option<Vec<u8>>> {
+            let conn = reader.lock().expect("queue reader lock");
+            let mut stmt = conn.prepare_cached(
+                "SELECT payload FROM messages WHERE seq > ?1 ORDER BY seq LIMIT 1",
+            )?;
+            let mut rows = stmt.query(params![after as i64])?;
+            Ok(match rows.next()? {
+                Some(row) => Some(row.get(0)?),
+                None => None,
+            })
+        })
+        .await
+        .map_err(|e| QueueError::Io(std::io::Error::other(e)))?
     }
 }
 

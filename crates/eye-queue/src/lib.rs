@@ -90,6 +90,10 @@ pub trait Queue: Send + Sync + 'static {
         false
     }
 
+    /// The payload of the oldest message not yet acknowledged, if any: the metrics read
+    /// its events' reception time to report how old the backlog is.
+    async fn oldest_payload(&self) -> Result<Option<Vec<u8>>>;
+
     /// Whether the queue can take and hand out messages now (for `/readyz`).
     fn check(&self) -> Result<()> {
         Ok(())

@@ -49,6 +49,7 @@ pub struct NatsQueue {
     client: async_nats::Client,
     jetstream: jetstream::Context,
     subject: String,
+    stream: String,
     consumer: consumer::PullConsumer,
     depth: Arc<AtomicU64>,
     depth_task: tokio::task::JoinHandle<()>,
@@ -111,6 +112,7 @@ impl NatsQueue {
             client,
             jetstream,
             subject,
+            stream: options.stream.clone(),
             consumer,
             depth,
             depth_task,
@@ -241,6 +243,29 @@ impl Queue for NatsQueue {
 
     fn one_message_per_event(&self) -> bool {
         true
+    }
+
+    async fn oldest_payload(&self) -> Result<Option<Vec<u8>>> {
+        if self.depth() == 0 {
+            return Ok(None);
+        }
+        // A work-queue stream keeps only what is not yet acknowledged: its first
+        // message is the oldest of the backlog.
+        let stream = self
+            .jetstream
+            .get_stream_no_info(&self.stream)
+            .await
+            .map_err(unavailable)?;
+        match stream
+            .get_first_raw_message_by_subject(&self.subject, 0)
+            .await
+        {
+            Ok(message) => Ok(Some(message.payload.to_vec())),
+            Err(error) if error.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
+                Ok(None)
+            }
+            Err(error) => Err(unavailable(error)),
+        }
     }
 
     fn check(&self) -> Result<()> {

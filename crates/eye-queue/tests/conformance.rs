@@ -115,6 +115,24 @@ async fn wait_for_depth(queue: &dyn Queue, depth: u64, name: &str) {
     }
 }
 
+/// Waits until the oldest unacknowledged message is `expected` (acknowledgements reach
+/// NATS asynchronously).
+async fn wait_for_oldest(queue: &dyn Queue, expected: Option<&str>, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let oldest = queue.oldest_payload().await.unwrap();
+        let oldest = oldest.map(|p| String::from_utf8(p).unwrap());
+        if oldest.as_deref() == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: the oldest message stayed {oldest:?} instead of {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Fetches until `count` messages came back or `within` passed.
 async fn fetch_all(queue: &dyn Queue, count: usize, within: Duration) -> Vec<eye_queue::Delivery> {
     let deadline = Instant::now() + within;
@@ -136,6 +154,7 @@ async fn messages_come_back_in_order_and_acknowledged_ones_are_gone() {
         let queue = (backend.reopen)().await;
         queue.enqueue(messages(0..10)).await.unwrap();
         wait_for_depth(queue.as_ref(), 10, backend.name).await;
+        wait_for_oldest(queue.as_ref(), Some("m0"), backend.name).await;
         let first = queue.fetch(4, Duration::from_secs(2)).await.unwrap();
         assert_eq!(
             payloads(&first),
@@ -144,6 +163,7 @@ async fn messages_come_back_in_order_and_acknowledged_ones_are_gone() {
             backend.name
         );
         queue.ack(&first).await.unwrap();
+        wait_for_oldest(queue.as_ref(), Some("m4"), backend.name).await;
         let rest = fetch_all(queue.as_ref(), 6, Duration::from_secs(5)).await;
         assert_eq!(
             payloads(&rest),
@@ -153,6 +173,7 @@ async fn messages_come_back_in_order_and_acknowledged_ones_are_gone() {
         );
         queue.ack(&rest).await.unwrap();
         wait_for_depth(queue.as_ref(), 0, backend.name).await;
+        wait_for_oldest(queue.as_ref(), None, backend.name).await;
         let none = queue.fetch(10, Duration::from_millis(300)).await.unwrap();
         assert!(none.is_empty(), "{}: {:?}", backend.name, payloads(&none));
         backend.clean_up().await;

@@ -97,6 +97,7 @@ pub struct Metrics {
     pub store_write_failures: Counter,
     pub validation_failures: Family<FailureLabels, Counter>,
     pub queue_depth: Gauge,
+    pub queue_oldest_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub resident_memory: Gauge,
     pub requests: Family<RequestLabels, Histogram>,
     pub worker_batch_events: Histogram,
@@ -117,6 +118,7 @@ impl Metrics {
         let store_write_failures = Counter::default();
         let validation_failures = Family::<FailureLabels, Counter>::default();
         let queue_depth = Gauge::default();
+        let queue_oldest_age = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         let resident_memory = Gauge::default();
         // 50 µs to ~13 s: covers a cached 202 and a stalled disk alike.
         let requests = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
@@ -176,6 +178,11 @@ impl Metrics {
             queue_depth.clone(),
         );
         registry.register(
+            "eye_queue_oldest_age_seconds",
+            "How long ago the oldest event still in the queue was received (0 when empty)",
+            queue_oldest_age.clone(),
+        );
+        registry.register(
             "eye_process_resident_memory_bytes",
             "Resident memory of the process",
             resident_memory.clone(),
@@ -212,6 +219,7 @@ impl Metrics {
             store_write_failures,
             validation_failures,
             queue_depth,
+            queue_oldest_age,
             resident_memory,
             requests,
             worker_batch_events,
@@ -242,12 +250,34 @@ fn resident_memory_bytes() -> i64 {
 }
 
 /// `GET /metrics`.
+/// The age of the backlog: now minus the reception time of the oldest queued event.
+/// A queue that cannot be read reports what it last could not: `NaN`.
+async fn oldest_age_seconds(state: &AppState) -> f64 {
+    match state.queue.oldest_payload().await {
+        Ok(None) => 0.0,
+        Ok(Some(payload)) => eye_core::Envelope::decode_all(&payload)
+            .ok()
+            .and_then(|envelopes| envelopes.iter().map(|e| e.received_at).min())
+            .map_or(f64::NAN, |received_at| {
+                let now = eye_core::Timestamp::now().as_micros();
+                (now - received_at).max(0) as f64 / 1e6
+            }),
+        Err(error) => {
+            tracing::warn!(%error, "reading the queue's oldest message failed");
+            f64::NAN
+        }
+    }
+}
+
 pub async fn render_metrics(State(state): State<AppState>) -> Response {
     let metrics = &state.metrics;
     metrics
         .queue_depth
         .set(i64::try_from(state.queue.depth()).unwrap_or(i64::MAX));
     metrics.resident_memory.set(resident_memory_bytes());
+    metrics
+        .queue_oldest_age
+        .set(oldest_age_seconds(&state).await);
     let mut response = metrics.render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -33,6 +33,7 @@ async fn metrics_count_accepted_rejected_stored_and_recorded_events() {
     assert_eq!(sample(&text, "eye_events_accepted_total"), Some(3.0));
     assert_eq!(sample(&text, "eye_events_rejected_total"), Some(1.0));
     assert_eq!(sample(&text, "eye_queue_depth"), Some(0.0));
+    assert_eq!(sample(&text, "eye_queue_oldest_age_seconds"), Some(0.0));
     assert!(sample(&text, "eye_process_resident_memory_bytes").unwrap() > 1e6);
     assert!(
         text.lines().any(

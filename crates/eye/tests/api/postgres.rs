@@ -168,6 +168,8 @@ async fn a_postgres_outage_delays_storage_loses_nothing_and_shows_in_readyz() {
                 depth >= 1.0,
                 "nothing is acknowledged while the store is down"
             );
+            let age = metric_sample(&text, "eye_queue_oldest_age_seconds")?;
+            assert!(age > 0.0, "the backlog has an age: {age}");
             (failures >= 2.0).then_some(())
         },
     )
