@@ -135,30 +135,7 @@ async fn a_full_disk_answers_503_loses_nothing_and_recovers() {
             let (http, address, read) = (&http, &address, &read);
             let accepted = &accepted;
             async move {
-                let mut ids: Vec<String> = Vec::new();
-                let mut cursor: Option<String> = None;
-                loop {
-                    let mut url = format!("{address}/events?session_id=disk&limit=1000");
-                    if let Some(c) = &cursor {
-                        url.push_str(&format!("&cursor={c}"));
-                    }
-                    let page: Value = http
-                        .get(url)
-                        .bearer_auth(read)
-                        .send()
-                        .await
-                        .ok()?
-                        .json()
-                        .await
-                        .ok()?;
-                    for event in page["events"].as_array()? {
-                        ids.push(event["id"].as_str()?.to_owned());
-                    }
-                    match page["next_cursor"].as_str() {
-                        Some(next) => cursor = Some(next.to_owned()),
-                        None => break,
-                    }
-                }
+                let ids = crate::helpers::event_ids(http, address, read, "session_id=disk").await?;
                 let set: HashSet<&String> = ids.iter().collect();
                 accepted.iter().all(|id| set.contains(id)).then_some(ids)
             }

@@ -431,6 +431,39 @@ impl Drop for TestApp {
 }
 
 /// Polls `check` until it returns `Some`, panicking with `what` after `within`.
+/// `GET {address}/metrics` as text; `None` when the server does not answer.
+pub async fn scrape(client: &reqwest::Client, address: &str) -> Option<String> {
+    let response = client.get(format!("{address}/metrics")).send().await.ok()?;
+    response.text().await.ok()
+}
+
+/// Every event id `GET /events?{query}` pages through, in order; `None` on any
+/// failure (the caller retries).
+pub async fn event_ids(
+    client: &reqwest::Client,
+    address: &str,
+    token: &str,
+    query: &str,
+) -> Option<Vec<String>> {
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{address}/events?{query}&limit=1000");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let response = client.get(url).bearer_auth(token).send().await.ok()?;
+        let page: Value = response.json().await.ok()?;
+        for event in page["events"].as_array()? {
+            ids.push(event["id"].as_str()?.to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return Some(ids),
+        }
+    }
+}
+
 /// The value of one unlabelled sample in a Prometheus text exposition.
 pub fn metric_sample(text: &str, name: &str) -> Option<f64> {
     text.lines().find_map(|line| {

@@ -15,15 +15,7 @@ async fn metrics_count_accepted_rejected_stored_and_recorded_events() {
     ]);
     assert_eq!(app.post_events(&batch).await.status(), StatusCode::ACCEPTED);
     let text = wait_until(WAIT, "stored and recorded counts", || async {
-        let text = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let text = crate::helpers::scrape(&app.client, &app.address).await?;
         let stored = sample(&text, "eye_events_stored_total")?;
         let recorded = sample(&text, "eye_errors_recorded_total")?;
         (stored == 2.0 && recorded == 2.0).then_some(text)

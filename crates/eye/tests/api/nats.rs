@@ -530,30 +530,11 @@ async fn a_cluster_node_killed_during_ingest_loses_no_accepted_event() {
         Duration::from_secs(120),
         "every accepted event stored",
         || async {
-            let mut ids = std::collections::HashSet::new();
-            let mut cursor: Option<String> = None;
-            loop {
-                let mut url = format!("{address}/events?limit=1000");
-                if let Some(c) = &cursor {
-                    url.push_str(&format!("&cursor={c}"));
-                }
-                let page: Value = http
-                    .get(url)
-                    .bearer_auth(&read)
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
-                for event in page["events"].as_array()? {
-                    ids.insert(event["id"].as_str()?.to_owned());
-                }
-                match page["next_cursor"].as_str() {
-                    Some(next) => cursor = Some(next.to_owned()),
-                    None => break,
-                }
-            }
+            let ids: std::collections::HashSet<String> =
+                crate::helpers::event_ids(&http, &address, &read, "order=asc")
+                    .await?
+                    .into_iter()
+                    .collect();
             accepted.iter().all(|id| ids.contains(id)).then_some(ids)
         },
     )

@@ -154,14 +154,7 @@ async fn a_postgres_outage_delays_storage_loses_nothing_and_shows_in_readyz() {
         Duration::from_secs(30),
         "two failed store writes",
         || async {
-            let text = http
-                .get(format!("{address}/metrics"))
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
+            let text = crate::helpers::scrape(&http, &address).await?;
             let failures = metric_sample(&text, "eye_store_write_failures_total")?;
             let depth = metric_sample(&text, "eye_queue_depth")?;
             assert!(
