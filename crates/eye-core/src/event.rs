@@ -41,6 +41,9 @@ fn identifier(value: &str) -> Result<&str, &'static str> {
         Err("must not be empty")
     } else if value.len() > MAX_IDENTIFIER_LEN {
         Err("must be at most 256 bytes long")
+    } else if value.chars().any(char::is_control) {
+        // NUL cannot be stored in PostgreSQL text, and the rest has no place in a name.
+        Err("must not contain control characters")
     } else {
         Ok(value)
     }

@@ -77,6 +77,18 @@ mod strict {
         })
     }
 
+    /// U+0000 is valid JSON, but PostgreSQL's jsonb refuses it: an event holding it
+    /// could be accepted and never stored.
+    fn no_nul<E: de::Error>(text: &str) -> Result<(), E> {
+        if text.contains('\0') {
+            Err(E::custom(
+                "a string holding U+0000, which stores cannot keep",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
     struct Node;
 
     impl<'de> DeserializeSeed<'de> for Node {
@@ -104,8 +116,8 @@ mod strict {
         fn visit_f64<E>(self, _: f64) -> Result<(), E> {
             Ok(())
         }
-        fn visit_str<E>(self, _: &str) -> Result<(), E> {
-            Ok(())
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<(), E> {
+            no_nul(text)
         }
         fn visit_unit<E>(self) -> Result<(), E> {
             Ok(())
@@ -127,6 +139,7 @@ mod strict {
                     many.extend(few.drain(..));
                     !many.insert(key.clone())
                 };
+                no_nul(&key)?;
                 if repeated {
                     return Err(de::Error::custom(format_args!("duplicate key {key:?}")));
                 }

@@ -16,7 +16,7 @@ pub const REASON_CODES: [(&str, &str); 13] = [
     ("invalid_type", "a field has the wrong JSON type"),
     (
         "invalid_value",
-        "a field has the right type but an unacceptable value (also: a number in `data` no double can hold)",
+        "a field has the right type but an unacceptable value (also: a number in `data` no double can hold, or a string holding U+0000)",
     ),
     (
         "invalid_timestamp",

@@ -8,8 +8,12 @@ use eye_store::{App, AuditEntry, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManageError {
-    #[error("an application name must be 1 to 128 bytes long and not blank")]
+    #[error(
+        "an application name must be 1 to 128 bytes long, not blank, without control characters"
+    )]
     InvalidName,
+    #[error("a token label must be at most 256 bytes long, without control characters")]
+    InvalidLabel,
     #[error("an application named {0:?} already exists")]
     AppExists(String),
     #[error("no application named {0:?}")]
@@ -81,7 +85,7 @@ pub async fn create_app(
     name: &str,
     origins: &[String],
 ) -> Result<(App, String), ManageError> {
-    if name.trim().is_empty() || name.len() > 128 {
+    if name.trim().is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
         return Err(ManageError::InvalidName);
     }
     let origins = normalize_origins(origins)?;
@@ -131,6 +135,9 @@ pub async fn set_origins(
     name: &str,
     origins: &[String],
 ) -> Result<Vec<String>, ManageError> {
+    if name.chars().any(char::is_control) {
+        return Err(ManageError::UnknownApp(name.to_owned()));
+    }
     let origins = normalize_origins(origins)?;
     store
         .set_allowed_origins(name, &origins)
@@ -151,6 +158,9 @@ pub async fn set_origins(
 }
 
 pub async fn revoke_app(store: &dyn Store, actor: &Actor, name: &str) -> Result<(), ManageError> {
+    if name.chars().any(char::is_control) {
+        return Err(ManageError::UnknownApp(name.to_owned()));
+    }
     store.revoke_app(name).await.map_err(|e| match e {
         StoreError::NotFound(_) => ManageError::UnknownApp(name.to_owned()),
         other => other.into(),
@@ -167,6 +177,9 @@ pub async fn create_token(
     app: Option<&str>,
     label: Option<&str>,
 ) -> Result<(i64, String), ManageError> {
+    if label.is_some_and(|l| l.len() > 256 || l.chars().any(char::is_control)) {
+        return Err(ManageError::InvalidLabel);
+    }
     let app_id = match (scope, app) {
         (Scope::Ingest, None) => return Err(ManageError::IngestNeedsApp),
         (Scope::Ingest, Some(name)) => {

@@ -33,10 +33,13 @@ struct TypePath {
 
 fn event_type((category, name): (String, String)) -> Result<EventType, ApiError> {
     for (field, value) in [("category", &category), ("name", &name)] {
-        if value.trim().is_empty() || value.len() > eye_core::event::MAX_IDENTIFIER_LEN {
+        if value.trim().is_empty()
+            || value.len() > eye_core::event::MAX_IDENTIFIER_LEN
+            || value.chars().any(char::is_control)
+        {
             return Err(ApiError::bad_parameter(
                 field,
-                format!("`{field}` must be 1 to 256 bytes and not blank"),
+                format!("`{field}` must be 1 to 256 bytes, not blank, without control characters"),
             ));
         }
     }

@@ -21,6 +21,7 @@ impl From<ManageError> for ApiError {
         let message = error.to_string();
         match error {
             ManageError::InvalidName
+            | ManageError::InvalidLabel
             | ManageError::IngestNeedsApp
             | ManageError::AppNotAllowed
             | ManageError::InvalidOrigin(_) => ApiError::bad_request("invalid_body", message),

@@ -29,6 +29,13 @@ impl Params {
                     format!("unknown parameter `{key}`; known: {}", allowed.join(", ")),
                 ));
             }
+            // No stored name or value holds U+0000, and PostgreSQL refuses it in a query.
+            if key.contains('\0') || value.contains('\0') {
+                return Err(ApiError::bad_parameter(
+                    &key,
+                    format!("`{}` must not contain U+0000", key.replace('\0', "")),
+                ));
+            }
             if map.insert(key.clone(), value).is_some() {
                 return Err(ApiError::bad_parameter(
                     &key,

@@ -100,7 +100,14 @@ pub async fn get_session(
         query.as_deref(),
         &["limit", "cursor", "order", "from", "to"],
     )?;
-    let summary = state.store.session(&session_id).await?.ok_or_else(|| {
+    // Session ids never hold control characters (ingest refuses them).
+    let known = !session_id.chars().any(char::is_control);
+    let summary = if known {
+        state.store.session(&session_id).await?
+    } else {
+        None
+    };
+    let summary = summary.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "session_not_found",

@@ -152,6 +152,15 @@ async fn payloads_readers_disagree_on_are_refused_precisely() {
             r#"{"session_id":"s","session_id":"t","category":"c","name":"n","timestamp":"2023-01-01T00:00:00Z","data":{}}"#,
             "duplicate_field",
         ),
+        // U+0000: valid JSON, but PostgreSQL cannot store it; refused, never a poison event.
+        (
+            r#"{"session_id":"s\u0000","category":"c","name":"n","timestamp":"2023-01-01T00:00:00Z","data":{}}"#,
+            "invalid_value",
+        ),
+        (
+            r#"{"session_id":"s","category":"c","name":"n","timestamp":"2023-01-01T00:00:00Z","data":{"a":"x\u0000"}}"#,
+            "invalid_value",
+        ),
         // A number no double can hold.
         (
             r#"{"session_id":"s","category":"c","name":"n","timestamp":"2023-01-01T00:00:00Z","data":{"n":1e999}}"#,
@@ -174,6 +183,11 @@ async fn payloads_readers_disagree_on_are_refused_precisely() {
     let response = app.post_events(&long).await;
     let answer = expect_error(response, StatusCode::BAD_REQUEST, "invalid_event").await;
     assert_eq!(answer["error"]["details"]["field"], "session_id");
+    // NUL in a query parameter or a path is refused or unknown, never a 500.
+    let query = app.get("/events?session_id=a%00b").await;
+    expect_error(query, StatusCode::BAD_REQUEST, "invalid_parameter").await;
+    let path = app.get("/sessions/a%00b").await;
+    assert_eq!(path.status(), StatusCode::NOT_FOUND);
     long["session_id"] = json!("s");
     long["category"] = json!("c".repeat(300));
     let response = app.post_events(&long).await;

@@ -55,7 +55,16 @@ async fn applications_and_tokens_are_managed_over_http_and_the_cli_and_audited()
         (status, body["error"]["code"].clone()),
         (StatusCode::CONFLICT, json!("conflict"))
     );
-    let (status, _) = send(Method::POST, "/apps", Some(json!({"name": " "}))).await;
+    for name in [" ", "a\u{0}b", "tab\there"] {
+        let (status, _) = send(Method::POST, "/apps", Some(json!({ "name": name }))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name:?}");
+    }
+    let (status, _) = send(
+        Method::POST,
+        "/tokens",
+        Some(json!({"scope": "read", "label": "a\u{0}"})),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, body) = send(Method::POST, "/tokens", Some(json!({"scope": "ingest"}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
