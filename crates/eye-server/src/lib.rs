@@ -16,6 +16,7 @@ pub mod routes;
 pub mod serve;
 pub mod startup;
 pub mod telemetry;
+pub mod users;
 pub mod worker;
 
 pub use config::Settings;

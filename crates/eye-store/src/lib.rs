@@ -477,6 +477,19 @@ pub struct AuditEntry {
     pub details: Option<String>,
 }
 
+/// Someone who may log in to the admin UI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub email: String,
+    /// An Argon2id PHC string; never the password.
+    pub password_hash: String,
+    /// `admin` or `analyst`.
+    pub role: String,
+    pub created_at: Timestamp,
+    pub disabled_at: Option<Timestamp>,
+}
+
 /// A valid, unrevoked token as the store knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenGrant {
@@ -570,6 +583,11 @@ pub trait Store: Send + Sync + 'static {
     async fn list_tokens(&self) -> Result<Vec<TokenInfo>>;
     /// Revokes one token; revoking a revoked one changes nothing. `NotFound` when unknown.
     async fn revoke_token(&self, id: i64) -> Result<()>;
+
+    /// `Conflict` when the email is taken.
+    async fn create_user(&self, email: &str, password_hash: &str, role: &str) -> Result<i64>;
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>>;
+    async fn list_users(&self) -> Result<Vec<User>>;
 
     /// Appends to the audit log.
     async fn audit(&self, entry: AuditEntry) -> Result<()>;

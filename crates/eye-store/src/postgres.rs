@@ -31,12 +31,13 @@ use crate::{
     ErrorStatus, ErrorSummary, EventQuery, EventRow, EventTypeInfo, GroupBy, HourlyErrorCount,
     OpenError, Order, Page, Processed, ReprocessOutcome, Resolution, Result, RowEncoder,
     SchemaRecord, SessionCursor, SessionQuery, SessionSummary, StatsQuery, StatsRow, Store,
-    StoreError, StoredEvent, TokenGrant, TokenInfo, WriteOutcome,
+    StoreError, StoredEvent, TokenGrant, TokenInfo, User, WriteOutcome,
 };
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_init.sql"),
     include_str!("../migrations/postgres/0002_security.sql"),
+    include_str!("../migrations/postgres/0003_users.sql"),
 ];
 /// Serializes migrations between processes starting at once.
 const MIGRATION_LOCK: i64 = 0x0e7e_0001;
@@ -86,6 +87,20 @@ impl Sql {
             .query(&self.text, &self.params())
             .await
             .map_err(database)
+    }
+}
+
+const USER_COLUMNS: &str =
+    "SELECT id, email, password_hash, role, created_at, disabled_at FROM users";
+
+fn user_from_row(row: &Row) -> User {
+    User {
+        id: row.get(0),
+        email: row.get(1),
+        password_hash: row.get(2),
+        role: row.get(3),
+        created_at: Timestamp::from_micros(row.get(4)),
+        disabled_at: row.get::<_, Option<i64>>(5).map(Timestamp::from_micros),
     }
 }
 
@@ -1349,6 +1364,43 @@ impl Store for PgStore {
             return Err(StoreError::NotFound(format!("token {id}")));
         }
         Ok(())
+    }
+
+    async fn create_user(&self, email: &str, password_hash: &str, role: &str) -> Result<i64> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "INSERT INTO users (email, password_hash, role, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (email) DO NOTHING RETURNING id",
+                &[&email, &password_hash, &role, &Timestamp::now().as_micros()],
+            )
+            .await
+            .map_err(database)?;
+        let row = row.ok_or_else(|| StoreError::Conflict(format!("user {email:?}")))?;
+        Ok(row.get(0))
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(&format!("{USER_COLUMNS} WHERE email = $1"), &[&email])
+            .await
+            .map_err(database)?;
+        Ok(row.as_ref().map(user_from_row))
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>> {
+        Ok(self
+            .client()
+            .await?
+            .query(&format!("{USER_COLUMNS} ORDER BY email"), &[])
+            .await
+            .map_err(database)?
+            .iter()
+            .map(user_from_row)
+            .collect())
     }
 
     async fn audit(&self, entry: AuditEntry) -> Result<()> {

@@ -26,7 +26,7 @@ use crate::{
     ErrorSummary, EventQuery, EventRow, EventTypeInfo, OpenError, Order, Page, Processed,
     ReprocessOutcome, Resolution, Result, RowEncoder, SchemaRecord, SessionCursor, SessionQuery,
     SessionSummary, StatsQuery, StatsRow, Store, StoreError, StoredEvent, TokenGrant, TokenInfo,
-    WriteOutcome,
+    User, WriteOutcome,
 };
 
 mod analytics;
@@ -38,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_schemas.sql"),
     include_str!("../migrations/0003_queries.sql"),
     include_str!("../migrations/0004_security.sql"),
+    include_str!("../migrations/0005_users.sql"),
 ];
 
 use crate::aggregate::MINUTE_MICROS;
@@ -569,6 +570,20 @@ fn query_session(conn: &Connection, session_id: &str) -> Result<Option<SessionSu
     Ok(Some(summary))
 }
 
+const USER_COLUMNS: &str =
+    "SELECT id, email, password_hash, role, created_at, disabled_at FROM users";
+
+fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: row.get(0)?,
+        email: row.get(1)?,
+        password_hash: row.get(2)?,
+        role: row.get(3)?,
+        created_at: timestamp(row, 4)?,
+        disabled_at: row.get::<_, Option<i64>>(5)?.map(Timestamp::from_micros),
+    })
+}
+
 fn app_from_row(row: &Row<'_>) -> rusqlite::Result<App> {
     Ok(App {
         id: row.get(0)?,
@@ -839,6 +854,41 @@ impl Store for SqliteStore {
                 return Err(StoreError::NotFound(format!("token {id}")));
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn create_user(&self, email: &str, password_hash: &str, role: &str) -> Result<i64> {
+        let (email, hash, role) = (email.to_owned(), password_hash.to_owned(), role.to_owned());
+        self.write_with(move |conn| {
+            let inserted = conn.execute(
+                "INSERT INTO users (email, password_hash, role, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (email) DO NOTHING",
+                params![email, hash, role, Timestamp::now().as_micros()],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::Conflict(format!("user {email:?}")));
+            }
+            Ok(conn.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        let email = email.to_owned();
+        self.read_with(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!("{USER_COLUMNS} WHERE email = ?1"))?;
+            Ok(stmt.query_row(params![email], user_from_row).optional()?)
+        })
+        .await
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>> {
+        self.read_with(|conn| {
+            let mut stmt = conn.prepare_cached(&format!("{USER_COLUMNS} ORDER BY email"))?;
+            Ok(stmt
+                .query_map([], user_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
     }

@@ -14,6 +14,7 @@ use eye_core::schema::SchemaMode;
 use eye_schema::UnknownTypePolicy;
 use eye_server::management::{self, Actor};
 use eye_server::startup::{Role, open_store};
+use eye_server::users::{self, Role as UserRole};
 use eye_server::{Application, Settings};
 use eye_store::StoreError;
 
@@ -58,6 +59,9 @@ enum Command {
     /// Manage event-type schemas (JSON Schema, draft 2020-12).
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Manage the people who log in to the admin UI.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Print the audit log of management actions, newest first.
     Audit {
         #[arg(long, default_value_t = 100)]
@@ -175,6 +179,20 @@ enum AppCommand {
 }
 
 #[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user. The password is read from stdin (one line), or prompted for
+    /// without echo when stdin is a terminal.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_parser = ["admin", "analyst"])]
+        role: String,
+    },
+    /// List users: email, role, status (never the password hashes).
+    List,
+}
+
+#[derive(Subcommand)]
 enum TokenCommand {
     /// Create a token; prints it alone on stdout. It is shown only this once.
     Create {
@@ -230,6 +248,7 @@ fn main() -> anyhow::Result<()> {
             Command::Token(command) => token(&settings, command).await,
             Command::Schema(command) => schema(&settings, command).await,
             Command::Audit { limit } => audit(&settings, limit).await,
+            Command::User(command) => user(&settings, command).await,
         }
     })
 }
@@ -438,6 +457,47 @@ async fn token(settings: &Settings, command: TokenCommand) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+async fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    match command {
+        UserCommand::Create { email, role } => {
+            let role = UserRole::parse(&role).context("unknown role")?;
+            let password = read_password()?;
+            users::create_user(store.as_ref(), &Actor::cli(), &email, &password, role).await?;
+            eprintln!("created {} user {email}", role.as_str());
+        }
+        UserCommand::List => {
+            for user in store.list_users().await? {
+                let status = match user.disabled_at {
+                    Some(at) => format!("disabled {at}"),
+                    None => "active".to_owned(),
+                };
+                println!(
+                    "{}\t{}\t{}\tcreated {}\t{status}",
+                    user.id, user.email, user.role, user.created_at
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A password from a prompt without echo (a terminal, asked twice) or stdin's first line.
+fn read_password() -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("password: ")?;
+        let again = rpassword::prompt_password("password again: ")?;
+        anyhow::ensure!(first == again, "the two passwords differ");
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 async fn audit(settings: &Settings, limit: usize) -> anyhow::Result<()> {

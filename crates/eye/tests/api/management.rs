@@ -310,3 +310,67 @@ async fn browsers_may_send_events_only_from_the_origins_their_application_allows
     let listing = cli(&app.data_dir, &["app", "list"]);
     assert!(listing.contains("https://shop.example"), "{listing}");
 }
+
+/// Runs `eye user create` with `password` on stdin; returns (success, stderr).
+fn create_user(
+    data_dir: &std::path::Path,
+    email: &str,
+    role: &str,
+    password: &str,
+) -> (bool, String) {
+    use std::io::Write;
+    let mut child = crate::helpers::eye_command(data_dir)
+        .args(["user", "create", "--email", email, "--role", role])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !stderr.contains(password),
+        "the password is never echoed: {stderr}"
+    );
+    (output.status.success(), stderr)
+}
+
+#[tokio::test]
+async fn users_are_created_with_argon2id_hashes_and_listed_without_them() {
+    let app = spawn_app().await;
+    let password = "a long enough secret";
+    let (ok, stderr) = create_user(&app.data_dir, "Ops@Example.com", "admin", password);
+    assert!(ok, "{stderr}");
+    let (ok, stderr) = create_user(&app.data_dir, "ops@example.com", "analyst", password);
+    assert!(!ok && stderr.contains("already exists"), "{stderr}");
+    let (ok, stderr) = create_user(&app.data_dir, "ana@example.com", "analyst", "tiny-pw");
+    assert!(!ok && stderr.contains("at least 12"), "{stderr}");
+    let (ok, stderr) = create_user(&app.data_dir, "not-an-email", "analyst", password);
+    assert!(!ok && stderr.contains("email"), "{stderr}");
+    let (ok, _) = create_user(&app.data_dir, "ana@example.com", "analyst", password);
+    assert!(ok);
+
+    let listing = cli(&app.data_dir, &["user", "list"]);
+    let rows: Vec<Vec<&str>> = listing.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 2, "{listing}");
+    assert_eq!((rows[0][1], rows[0][2]), ("ana@example.com", "analyst"));
+    assert_eq!((rows[1][1], rows[1][2]), ("ops@example.com", "admin"));
+    assert!(!listing.contains("argon2"), "no hash in the listing");
+    let audit = cli(&app.data_dir, &["audit"]);
+    assert!(audit.contains("user.create") && audit.contains("user:ops@example.com"));
+
+    // On disk only an Argon2id hash (read straight from the embedded store's file).
+    if !crate::helpers::postgres_mode() {
+        let store = rusqlite::Connection::open(app.data_dir.join("eye.db")).unwrap();
+        let hash: String = store
+            .query_row(
+                "SELECT password_hash FROM users WHERE email = 'ops@example.com'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(!hash.contains(password));
+    }
+}
