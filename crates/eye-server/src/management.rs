@@ -85,7 +85,7 @@ pub async fn create_app(
     name: &str,
     origins: &[String],
 ) -> Result<(App, String), ManageError> {
-    if name.trim().is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+    if !is_app_name(name) {
         return Err(ManageError::InvalidName);
     }
     let origins = normalize_origins(origins)?;
@@ -117,6 +117,19 @@ pub async fn create_app(
     Ok((app, token))
 }
 
+/// A name `create_app` accepts; no other name can belong to an application, so a
+/// lookup by any other (a NUL, which PostgreSQL would refuse) is answered without one.
+fn is_app_name(name: &str) -> bool {
+    !name.trim().is_empty() && name.len() <= 128 && !name.chars().any(char::is_control)
+}
+
+fn unknown_app(name: &str, error: StoreError) -> ManageError {
+    match error {
+        StoreError::NotFound(_) => ManageError::UnknownApp(name.to_owned()),
+        other => other.into(),
+    }
+}
+
 fn normalize_origins(origins: &[String]) -> Result<Vec<String>, ManageError> {
     let mut normalized = Vec::with_capacity(origins.len());
     for origin in origins {
@@ -135,17 +148,14 @@ pub async fn set_origins(
     name: &str,
     origins: &[String],
 ) -> Result<Vec<String>, ManageError> {
-    if name.chars().any(char::is_control) {
+    if !is_app_name(name) {
         return Err(ManageError::UnknownApp(name.to_owned()));
     }
     let origins = normalize_origins(origins)?;
     store
         .set_allowed_origins(name, &origins)
         .await
-        .map_err(|e| match e {
-            StoreError::NotFound(_) => ManageError::UnknownApp(name.to_owned()),
-            other => other.into(),
-        })?;
+        .map_err(|e| unknown_app(name, e))?;
     audit(
         store,
         actor,
@@ -158,13 +168,13 @@ pub async fn set_origins(
 }
 
 pub async fn revoke_app(store: &dyn Store, actor: &Actor, name: &str) -> Result<(), ManageError> {
-    if name.chars().any(char::is_control) {
+    if !is_app_name(name) {
         return Err(ManageError::UnknownApp(name.to_owned()));
     }
-    store.revoke_app(name).await.map_err(|e| match e {
-        StoreError::NotFound(_) => ManageError::UnknownApp(name.to_owned()),
-        other => other.into(),
-    })?;
+    store
+        .revoke_app(name)
+        .await
+        .map_err(|e| unknown_app(name, e))?;
     audit(store, actor, "app.revoke", &format!("app:{name}"), None).await;
     Ok(())
 }
