@@ -53,6 +53,8 @@ pub struct Settings {
     /// The bucket's size: how many events an application may send at once after a pause
     /// (0 means one second's worth, or one full batch if that is more).
     pub rate_limit_burst: u64,
+    /// How long (minutes) an admin-UI login lasts before its user must log in again.
+    pub admin_session_minutes: u64,
 }
 
 impl Default for Settings {
@@ -78,6 +80,7 @@ impl Default for Settings {
             body_read_timeout_ms: 30_000,
             rate_limit_events_per_second: 0,
             rate_limit_burst: 0,
+            admin_session_minutes: 12 * 60,
         }
     }
 }
@@ -152,6 +155,11 @@ impl Settings {
                 "rate_limit_burst (EYE_RATE_LIMIT_BURST) must hold a full batch: at least \
                  max_batch_events ({}), or 0 for the default",
                 self.max_batch_events
+            );
+        }
+        if self.admin_session_minutes == 0 || self.admin_session_minutes > 366 * 24 * 60 {
+            bail!(
+                "admin_session_minutes (EYE_ADMIN_SESSION_MINUTES) must be from 1 to 527040 (a year)"
             );
         }
         if self.queue_max_depth == 0 {

@@ -41,6 +41,8 @@ pub enum Actor {
     Cli(String),
     /// A management API call, by the admin token's id (never its secret).
     Token(i64),
+    /// An admin-UI user, by email.
+    User(String),
 }
 
 impl Actor {
@@ -52,6 +54,7 @@ impl Actor {
         match self {
             Actor::Cli(user) => format!("cli:{user}"),
             Actor::Token(id) => format!("token:{id}"),
+            Actor::User(email) => format!("user:{email}"),
         }
     }
 }

@@ -53,6 +53,8 @@ pub struct Shared {
     pub origins: crate::cors::OriginPolicy,
     /// Per-application ingest limits; `None` when no rate is configured.
     pub rate_limiter: Option<crate::rate_limit::RateLimiter>,
+    /// The last hour of counter readings, for the admin dashboard's chart.
+    pub samples: crate::routes::admin::Samples,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -101,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(telemetry::render_metrics))
+        .merge(crate::routes::admin::router())
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/api/schema/swagger-ui")
                 .url("/api/schema", crate::openapi::document()),
@@ -253,6 +256,7 @@ impl Application {
         let state = AppState::new(Shared {
             origins: crate::cors::OriginPolicy::new(store.clone()),
             rate_limiter,
+            samples: Default::default(),
             auth: Arc::new(Authenticator::new(store.clone())),
             metrics,
             checker,
@@ -300,6 +304,12 @@ impl Application {
             Role::Api => None,
         };
 
+        let sampler = match role {
+            Role::All | Role::Api => Some(tokio::spawn(
+                crate::routes::admin::sample_until_stopped(state.clone(), stop_worker.subscribe()),
+            )),
+            Role::Worker => None,
+        };
         let app = match role {
             Role::All | Role::Api => router(state),
             Role::Worker => operations_router(state),
@@ -308,6 +318,9 @@ impl Application {
         crate::serve::serve(listener, app, header_read_timeout, shutdown).await;
 
         let _ = stop_worker.send(true);
+        if let Some(sampler) = sampler {
+            let _ = sampler.await;
+        }
         if let Some(worker_task) = worker_task {
             tracing::info!("HTTP stopped; draining the queue into the store");
             if tokio::time::timeout(deadline, worker_task).await.is_err() {

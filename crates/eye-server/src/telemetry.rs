@@ -252,7 +252,7 @@ fn resident_memory_bytes() -> i64 {
 /// `GET /metrics`.
 /// The age of the backlog: now minus the reception time of the oldest queued event.
 /// A queue that cannot be read reports what it last could not: `NaN`.
-async fn oldest_age_seconds(state: &AppState) -> f64 {
+pub(crate) async fn oldest_age_seconds(state: &AppState) -> f64 {
     match state.queue.oldest_payload().await {
         Ok(None) => 0.0,
         Ok(Some(payload)) => eye_core::Envelope::decode_all(&payload)

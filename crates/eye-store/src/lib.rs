@@ -490,6 +490,25 @@ pub struct User {
     pub disabled_at: Option<Timestamp>,
 }
 
+/// A login about to be recorded: the hash of the cookie's secret, never the secret.
+#[derive(Debug, Clone)]
+pub struct NewLogin {
+    pub hash: TokenHash,
+    pub user_id: i64,
+    /// The login's CSRF secret, which its pages put in their forms.
+    pub csrf: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// A current login and who it belongs to.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub user: User,
+    pub csrf: String,
+    pub expires_at: Timestamp,
+}
+
 /// A valid, unrevoked token as the store knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenGrant {
@@ -588,6 +607,17 @@ pub trait Store: Send + Sync + 'static {
     async fn create_user(&self, email: &str, password_hash: &str, role: &str) -> Result<i64>;
     async fn user_by_email(&self, email: &str) -> Result<Option<User>>;
     async fn list_users(&self) -> Result<Vec<User>>;
+
+    /// Records an admin-UI login; expired ones are removed on the way.
+    async fn create_login(&self, login: NewLogin) -> Result<()>;
+    /// The login whose secret hashes to `hash`, if it has not expired by `now` and its
+    /// user is not disabled.
+    async fn login(&self, hash: TokenHash, now: Timestamp) -> Result<Option<Login>>;
+    /// Ends a login (logging out); ending an unknown one changes nothing.
+    async fn delete_login(&self, hash: TokenHash) -> Result<()>;
+
+    /// One stored event by its id.
+    async fn event(&self, id: Uuid) -> Result<Option<StoredEvent>>;
 
     /// Appends to the audit log.
     async fn audit(&self, entry: AuditEntry) -> Result<()>;

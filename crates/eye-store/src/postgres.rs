@@ -29,15 +29,16 @@ use crate::rows::{
 use crate::{
     App, AuditEntry, Cursor, ErrorCount, ErrorFilter, ErrorKey, ErrorQuery, ErrorRecord,
     ErrorStatus, ErrorSummary, EventQuery, EventRow, EventTypeInfo, GroupBy, HourlyErrorCount,
-    OpenError, Order, Page, Processed, ReprocessOutcome, Resolution, Result, RowEncoder,
-    SchemaRecord, SessionCursor, SessionQuery, SessionSummary, StatsQuery, StatsRow, Store,
-    StoreError, StoredEvent, TokenGrant, TokenInfo, User, WriteOutcome,
+    Login, NewLogin, OpenError, Order, Page, Processed, ReprocessOutcome, Resolution, Result,
+    RowEncoder, SchemaRecord, SessionCursor, SessionQuery, SessionSummary, StatsQuery, StatsRow,
+    Store, StoreError, StoredEvent, TokenGrant, TokenInfo, User, WriteOutcome,
 };
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_init.sql"),
     include_str!("../migrations/postgres/0002_security.sql"),
     include_str!("../migrations/postgres/0003_users.sql"),
+    include_str!("../migrations/postgres/0004_logins.sql"),
 ];
 /// Serializes migrations between processes starting at once.
 const MIGRATION_LOCK: i64 = 0x0e7e_0001;
@@ -1401,6 +1402,76 @@ impl Store for PgStore {
             .iter()
             .map(user_from_row)
             .collect())
+    }
+
+    async fn create_login(&self, login: NewLogin) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM logins WHERE expires_at <= $1",
+                &[&login.created_at.as_micros()],
+            )
+            .await
+            .map_err(database)?;
+        client
+            .execute(
+                "INSERT INTO logins (hash, user_id, csrf, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &&login.hash.0[..],
+                    &login.user_id,
+                    &login.csrf,
+                    &login.created_at.as_micros(),
+                    &login.expires_at.as_micros(),
+                ],
+            )
+            .await
+            .map_err(database)?;
+        Ok(())
+    }
+
+    async fn login(&self, hash: TokenHash, now: Timestamp) -> Result<Option<Login>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT u.id, u.email, u.password_hash, u.role, u.created_at, u.disabled_at,
+                        l.csrf, l.expires_at
+                 FROM logins l JOIN users u ON u.id = l.user_id
+                 WHERE l.hash = $1 AND l.expires_at > $2 AND u.disabled_at IS NULL",
+                &[&&hash.0[..], &now.as_micros()],
+            )
+            .await
+            .map_err(database)?;
+        Ok(row.map(|row| Login {
+            user: user_from_row(&row),
+            csrf: row.get(6),
+            expires_at: Timestamp::from_micros(row.get(7)),
+        }))
+    }
+
+    async fn delete_login(&self, hash: TokenHash) -> Result<()> {
+        self.client()
+            .await?
+            .execute("DELETE FROM logins WHERE hash = $1", &[&&hash.0[..]])
+            .await
+            .map_err(database)?;
+        Ok(())
+    }
+
+    async fn event(&self, id: Uuid) -> Result<Option<StoredEvent>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events e JOIN apps a ON a.id = e.app_id WHERE e.id = $1"
+                ),
+                &[&id],
+            )
+            .await
+            .map_err(database)?;
+        row.as_ref().map(event_from_row).transpose()
     }
 
     async fn audit(&self, entry: AuditEntry) -> Result<()> {

@@ -23,10 +23,10 @@ use eye_core::schema::{ActiveType, SchemaMode};
 
 use crate::{
     App, AuditEntry, Cursor, ErrorFilter, ErrorKey, ErrorQuery, ErrorRecord, ErrorStatus,
-    ErrorSummary, EventQuery, EventRow, EventTypeInfo, OpenError, Order, Page, Processed,
-    ReprocessOutcome, Resolution, Result, RowEncoder, SchemaRecord, SessionCursor, SessionQuery,
-    SessionSummary, StatsQuery, StatsRow, Store, StoreError, StoredEvent, TokenGrant, TokenInfo,
-    User, WriteOutcome,
+    ErrorSummary, EventQuery, EventRow, EventTypeInfo, Login, NewLogin, OpenError, Order, Page,
+    Processed, ReprocessOutcome, Resolution, Result, RowEncoder, SchemaRecord, SessionCursor,
+    SessionQuery, SessionSummary, StatsQuery, StatsRow, Store, StoreError, StoredEvent, TokenGrant,
+    TokenInfo, User, WriteOutcome,
 };
 
 mod analytics;
@@ -39,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_queries.sql"),
     include_str!("../migrations/0004_security.sql"),
     include_str!("../migrations/0005_users.sql"),
+    include_str!("../migrations/0006_logins.sql"),
 ];
 
 use crate::aggregate::MINUTE_MICROS;
@@ -573,6 +574,13 @@ fn query_session(conn: &Connection, session_id: &str) -> Result<Option<SessionSu
 const USER_COLUMNS: &str =
     "SELECT id, email, password_hash, role, created_at, disabled_at FROM users";
 
+/// A login with its user's columns first, in [`USER_COLUMNS`]' order.
+const LOGIN_QUERY: &str =
+    "SELECT u.id, u.email, u.password_hash, u.role, u.created_at, u.disabled_at,
+            l.csrf, l.expires_at
+     FROM logins l JOIN users u ON u.id = l.user_id
+     WHERE l.hash = ?1 AND l.expires_at > ?2 AND u.disabled_at IS NULL";
+
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
         id: row.get(0)?,
@@ -889,6 +897,64 @@ impl Store for SqliteStore {
             Ok(stmt
                 .query_map([], user_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn create_login(&self, login: NewLogin) -> Result<()> {
+        self.write_with(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "DELETE FROM logins WHERE expires_at <= ?1",
+                params![login.created_at.as_micros()],
+            )?;
+            tx.execute(
+                "INSERT INTO logins (hash, user_id, csrf, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    &login.hash.0[..],
+                    login.user_id,
+                    login.csrf,
+                    login.created_at.as_micros(),
+                    login.expires_at.as_micros()
+                ],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn login(&self, hash: TokenHash, now: Timestamp) -> Result<Option<Login>> {
+        self.read_with(move |conn| {
+            let mut stmt = conn.prepare_cached(LOGIN_QUERY)?;
+            Ok(stmt
+                .query_row(params![&hash.0[..], now.as_micros()], |row| {
+                    Ok(Login {
+                        user: user_from_row(row)?,
+                        csrf: row.get(6)?,
+                        expires_at: timestamp(row, 7)?,
+                    })
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn delete_login(&self, hash: TokenHash) -> Result<()> {
+        self.write_with(move |conn| {
+            conn.execute("DELETE FROM logins WHERE hash = ?1", [&hash.0[..]])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn event(&self, id: Uuid) -> Result<Option<StoredEvent>> {
+        self.read_with(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events e JOIN apps a ON a.id = e.app_id WHERE e.id = ?1"
+            ))?;
+            Ok(stmt.query_row([&id.as_bytes()[..]], event_from_row).optional()?)
         })
         .await
     }

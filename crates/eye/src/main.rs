@@ -154,6 +154,9 @@ struct ServeArgs {
     /// one full batch, whichever is more [default: 0].
     #[arg(long, env = "EYE_RATE_LIMIT_BURST")]
     rate_limit_burst: Option<u64>,
+    /// How long an admin-UI login lasts, in minutes [default: 720].
+    #[arg(long, env = "EYE_ADMIN_SESSION_MINUTES")]
+    admin_session_minutes: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -294,6 +297,7 @@ fn apply(mut settings: Settings, args: ServeArgs) -> Settings {
         body_read_timeout_ms,
         rate_limit_events_per_second,
         rate_limit_burst,
+        admin_session_minutes,
     } = args;
     settings.listen = listen.unwrap_or(settings.listen);
     settings.max_batch_events = max_batch_events.unwrap_or(settings.max_batch_events);
@@ -320,6 +324,8 @@ fn apply(mut settings: Settings, args: ServeArgs) -> Settings {
     settings.rate_limit_events_per_second =
         rate_limit_events_per_second.unwrap_or(settings.rate_limit_events_per_second);
     settings.rate_limit_burst = rate_limit_burst.unwrap_or(settings.rate_limit_burst);
+    settings.admin_session_minutes =
+        admin_session_minutes.unwrap_or(settings.admin_session_minutes);
     settings
 }
 

@@ -14,6 +14,7 @@ use eye_store::{ErrorFilter, ErrorKey, ErrorQuery, ErrorStatus, ReprocessOutcome
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
+use crate::management::Actor;
 #[allow(unused_imports)]
 use crate::openapi::*;
 use crate::routes::events::{DEFAULT_LIMIT, MAX_LIMIT};
@@ -21,7 +22,7 @@ use crate::routes::params::Params;
 use crate::startup::AppState;
 
 /// The filter parameters every error endpoint takes.
-const FILTER: [&str; 7] = ["reason", "category", "name", "app", "status", "from", "to"];
+pub(crate) const FILTER: [&str; 7] = ["reason", "category", "name", "app", "status", "from", "to"];
 
 /// The filter parameters as the OpenAPI document lists them, for every error endpoint
 /// that takes a filter. `status` is declared by each endpoint: reprocessing takes only
@@ -48,7 +49,7 @@ const REPROCESS_CHUNK: u32 = 500;
 /// Default window of `/errors/summary` when `from` is not given.
 const SUMMARY_WINDOW_MICROS: i64 = 24 * 3_600_000_000;
 
-fn filter_from(params: &Params) -> Result<ErrorFilter, ApiError> {
+pub(crate) fn filter_from(params: &Params) -> Result<ErrorFilter, ApiError> {
     let reason = params.text("reason");
     if let Some(reason) = &reason
         && !REASON_CODES.iter().any(|(code, _)| code == reason)
@@ -89,7 +90,7 @@ fn filter_from(params: &Params) -> Result<ErrorFilter, ApiError> {
     })
 }
 
-fn error_key(id: &str) -> Result<ErrorKey, ApiError> {
+pub(crate) fn error_key(id: &str) -> Result<ErrorKey, ApiError> {
     ErrorKey::parse(id).ok_or_else(|| {
         ApiError::bad_parameter(
             "id",
@@ -231,16 +232,26 @@ pub async fn dismiss_error(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let grant = state.auth.require(&headers, Scope::Admin).await?;
-    let record = state.store.dismiss_error(error_key(&id)?).await?;
+    let record = dismiss(&state, &Actor::Token(grant.token_id), &id).await?;
+    Ok(Json(json!(record)))
+}
+
+/// Dismisses one error (API and admin UI), audited.
+pub(crate) async fn dismiss(
+    state: &AppState,
+    actor: &Actor,
+    id: &str,
+) -> Result<eye_store::ErrorRecord, ApiError> {
+    let record = state.store.dismiss_error(error_key(id)?).await?;
     crate::management::audit(
         state.store.as_ref(),
-        &crate::management::Actor::Token(grant.token_id),
+        actor,
         "error.dismiss",
         &format!("error:{id}"),
         None,
     )
     .await;
-    Ok(Json(json!(record)))
+    Ok(record)
 }
 
 /// Rechecks every open error matching the filter against the current schemas: those
@@ -270,6 +281,22 @@ pub async fn reprocess_errors(
     let allowed: Vec<&str> = FILTER.into_iter().filter(|p| *p != "status").collect();
     let params = Params::parse(query.as_deref(), &allowed)?;
     let filter = filter_from(&params)?;
+    let described = format!("errors:{}", query.as_deref().unwrap_or("all open"));
+    let total = reprocess(&state, &Actor::Token(grant.token_id), filter, &described).await?;
+    Ok(Json(json!({
+        "reprocessed": total.reprocessed,
+        "still_invalid": total.still_invalid,
+    })))
+}
+
+/// Rechecks the open errors matching `filter` (API and admin UI), audited with
+/// `described` as the target.
+pub(crate) async fn reprocess(
+    state: &AppState,
+    actor: &Actor,
+    filter: ErrorFilter,
+    described: &str,
+) -> Result<ReprocessOutcome, ApiError> {
     // "Current" means as of this request, whatever the registry's age.
     state.checker.registry.invalidate();
     state
@@ -298,17 +325,14 @@ pub async fn reprocess_errors(
     }
     crate::management::audit(
         state.store.as_ref(),
-        &crate::management::Actor::Token(grant.token_id),
+        actor,
         "errors.reprocess",
-        &format!("errors:{}", query.as_deref().unwrap_or("all open")),
+        described,
         Some(format!(
             "{} reprocessed, {} still invalid",
             total.reprocessed, total.still_invalid
         )),
     )
     .await;
-    Ok(Json(json!({
-        "reprocessed": total.reprocessed,
-        "still_invalid": total.still_invalid,
-    })))
+    Ok(total)
 }

@@ -16,6 +16,7 @@ use eye_core::schema::SchemaMode;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
+use crate::management::Actor;
 #[allow(unused_imports)]
 use crate::openapi::*;
 use crate::routes::params::Params;
@@ -31,7 +32,7 @@ struct TypePath {
     name: String,
 }
 
-fn event_type((category, name): (String, String)) -> Result<EventType, ApiError> {
+pub(crate) fn event_type((category, name): (String, String)) -> Result<EventType, ApiError> {
     for (field, value) in [("category", &category), ("name", &name)] {
         if value.trim().is_empty()
             || value.len() > eye_core::event::MAX_IDENTIFIER_LEN
@@ -203,30 +204,14 @@ pub async fn put_schema(
             ),
         )
     })?;
-    eye_schema::compile(&request.schema).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_schema",
-            format!("the schema is not a valid JSON Schema (draft 2020-12): {e}"),
-        )
-    })?;
-    let (record, created) = state
-        .store
-        .put_schema(&event_type, request.schema.to_string(), request.mode)
-        .await?;
-    // This process's worker sees the change in its very next batch; others within
-    // the registry's refresh interval.
-    state.checker.registry.invalidate();
-    if created {
-        audit_type(
-            &state,
-            grant.token_id,
-            "schema.set",
-            &event_type,
-            Some(&record),
-        )
-        .await;
-    }
+    let (record, created) = set_schema(
+        &state,
+        &Actor::Token(grant.token_id),
+        &event_type,
+        request.schema,
+        request.mode,
+    )
+    .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -274,13 +259,49 @@ pub async fn delete_schema(
             other => other.into(),
         })?;
     state.checker.registry.invalidate();
-    audit_type(&state, grant.token_id, "schema.delete", &event_type, None).await;
+    audit_type(
+        &state,
+        &Actor::Token(grant.token_id),
+        "schema.delete",
+        &event_type,
+        None,
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sets a type's schema (API and admin UI): compiled first, a new version only when it
+/// differs from the current one, audited. Returns the record and whether it is new.
+pub(crate) async fn set_schema(
+    state: &AppState,
+    actor: &Actor,
+    event_type: &EventType,
+    schema: Value,
+    mode: Option<SchemaMode>,
+) -> Result<(eye_store::SchemaRecord, bool), ApiError> {
+    eye_schema::compile(&schema).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_schema",
+            format!("the schema is not a valid JSON Schema (draft 2020-12): {e}"),
+        )
+    })?;
+    let (record, created) = state
+        .store
+        .put_schema(event_type, schema.to_string(), mode)
+        .await?;
+    // This process's worker sees the change in its very next batch; others within
+    // the registry's refresh interval.
+    state.checker.registry.invalidate();
+    if created {
+        audit_type(state, actor, "schema.set", event_type, Some(&record)).await;
+    }
+    Ok((record, created))
 }
 
 async fn audit_type(
     state: &AppState,
-    token_id: i64,
+    actor: &Actor,
     action: &str,
     event_type: &EventType,
     record: Option<&eye_store::SchemaRecord>,
@@ -288,7 +309,7 @@ async fn audit_type(
     let details = record.map(|r| format!("version {}, {}", r.version, r.mode.as_str()));
     crate::management::audit(
         state.store.as_ref(),
-        &crate::management::Actor::Token(token_id),
+        actor,
         action,
         &format!("type:{}/{}", event_type.category, event_type.name),
         details,

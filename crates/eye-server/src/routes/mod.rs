@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per resource.
 
+pub mod admin;
 pub mod errors;
 pub mod event_types;
 pub mod events;
