@@ -546,3 +546,35 @@ pub fn verdict_id(result: &Value) -> String {
         .expect("an id or an error_id")
         .to_owned()
 }
+
+/// The PostgreSQL schema holding `app`'s store (PostgreSQL mode only).
+pub fn schema_of(app: &TestApp) -> String {
+    app.schema.clone().expect("PostgreSQL mode")
+}
+
+/// `eye user create --email EMAIL --role ROLE` with the password on stdin: whether it
+/// succeeded, and its stderr (which never holds the password).
+pub fn try_create_user(data_dir: &Path, email: &str, role: &str, password: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = eye_command(data_dir)
+        .args(["user", "create", "--email", email, "--role", role])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running eye user create");
+    writeln!(child.stdin.take().expect("stdin"), "{password}").expect("writing the password");
+    let output = child.wait_with_output().expect("eye user create");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !stderr.contains(password),
+        "the password is never echoed: {stderr}"
+    );
+    (output.status.success(), stderr)
+}
+
+/// Creates a user; fails the test if that fails.
+pub fn create_user(data_dir: &Path, email: &str, role: &str, password: &str) {
+    let (ok, stderr) = try_create_user(data_dir, email, role, password);
+    assert!(ok, "eye user create failed: {stderr}");
+}

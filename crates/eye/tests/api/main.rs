@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `eye` binary, a temporary data directory, HTTP.
 
+mod admin;
 mod analytics;
 mod bad_input;
 mod concurrency;

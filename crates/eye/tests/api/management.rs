@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, cli, event, spawn_app, wait_until};
+use crate::helpers::{TestApp, cli, event, spawn_app, try_create_user as create_user, wait_until};
 
 /// Waits until `token` is refused by `GET /events`, and says how long that took.
 async fn refused_within(app: &TestApp, token: &str, limit: Duration) -> Duration {
@@ -312,30 +312,6 @@ async fn browsers_may_send_events_only_from_the_origins_their_application_allows
 }
 
 /// Runs `eye user create` with `password` on stdin; returns (success, stderr).
-fn create_user(
-    data_dir: &std::path::Path,
-    email: &str,
-    role: &str,
-    password: &str,
-) -> (bool, String) {
-    use std::io::Write;
-    let mut child = crate::helpers::eye_command(data_dir)
-        .args(["user", "create", "--email", email, "--role", role])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        !stderr.contains(password),
-        "the password is never echoed: {stderr}"
-    );
-    (output.status.success(), stderr)
-}
-
 #[tokio::test]
 async fn users_are_created_with_argon2id_hashes_and_listed_without_them() {
     let app = spawn_app().await;
