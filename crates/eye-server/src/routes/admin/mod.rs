@@ -54,6 +54,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/admin/users", get(users::list).post(users::create))
         .route("/admin/assets/{file}", get(asset))
+        .route("/admin/{*rest}", get(unknown_page))
         .layer(axum::middleware::from_fn(security_headers))
 }
 
@@ -83,6 +84,11 @@ async fn security_headers(request: Request, next: Next) -> Response {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
+}
+
+/// A mistyped admin address gets a page, not the API's JSON.
+async fn unknown_page() -> Response {
+    layout::error_page(StatusCode::NOT_FOUND, "There is no such page.")
 }
 
 /// The files the pages load, compiled into the binary.
