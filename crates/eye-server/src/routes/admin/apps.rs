@@ -226,9 +226,7 @@ pub async fn create(
     viewer: Viewer,
     body: Bytes,
 ) -> Result<Response, PageError> {
-    let form = FormData::parse(&body);
-    viewer.check_csrf(&form)?;
-    viewer.require_admin()?;
+    let form = viewer.admin_form(&body)?;
     let name = form.text("name");
     let origins = origins(&form.text("origins"));
     match management::create_app(state.store.as_ref(), &viewer.actor(), &name, &origins).await {
@@ -251,9 +249,7 @@ pub async fn create_token(
     viewer: Viewer,
     body: Bytes,
 ) -> Result<Response, PageError> {
-    let form = FormData::parse(&body);
-    viewer.check_csrf(&form)?;
-    viewer.require_admin()?;
+    let form = viewer.admin_form(&body)?;
     let Some(scope) = Scope::parse(&form.text("scope")) else {
         let error = PageError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -290,9 +286,7 @@ pub async fn set_origins(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, PageError> {
-    let form = FormData::parse(&body);
-    viewer.check_csrf(&form)?;
-    viewer.require_admin()?;
+    let form = viewer.admin_form(&body)?;
     let origins = origins(&form.text("origins"));
     match management::set_origins(state.store.as_ref(), &viewer.actor(), &name, &origins).await {
         Ok(_) => {
@@ -310,8 +304,7 @@ pub async fn revoke(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, PageError> {
-    viewer.check_csrf(&FormData::parse(&body))?;
-    viewer.require_admin()?;
+    viewer.admin_form(&body)?;
     management::revoke_app(state.store.as_ref(), &viewer.actor(), &name)
         .await
         .map_err(ApiError::from)?;
@@ -326,8 +319,7 @@ pub async fn revoke_token(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, PageError> {
-    viewer.check_csrf(&FormData::parse(&body))?;
-    viewer.require_admin()?;
+    viewer.admin_form(&body)?;
     let id: i64 = id
         .parse()
         .map_err(|_| PageError::new(StatusCode::BAD_REQUEST, "A token id is a number."))?;

@@ -289,8 +289,7 @@ pub async fn dismiss(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, PageError> {
-    viewer.check_csrf(&FormData::parse(&body))?;
-    viewer.require_admin()?;
+    viewer.admin_form(&body)?;
     let record = crate::routes::errors::dismiss(&state, &viewer.actor(), &id).await?;
     Ok(Redirect::to(&format!("/admin/errors/{}?dismissed=1", record.id)).into_response())
 }
@@ -302,8 +301,7 @@ pub async fn reprocess(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Result<Response, PageError> {
-    viewer.check_csrf(&FormData::parse(&body))?;
-    viewer.require_admin()?;
+    viewer.admin_form(&body)?;
     let form = FormData::parse(query.as_deref().unwrap_or_default().as_bytes());
     // Only open errors are rechecked, whatever the page's status filter said.
     let pairs: Vec<_> = filter_pairs(&form)

@@ -63,6 +63,14 @@ impl Viewer {
         }
     }
 
+    /// An admin action's form: its CSRF secret checked, then the role (403 for either).
+    pub fn admin_form(&self, body: &[u8]) -> Result<FormData, PageError> {
+        let form = FormData::parse(body);
+        self.check_csrf(&form)?;
+        self.require_admin()?;
+        Ok(form)
+    }
+
     /// A state-changing form: 403 unless it carries this login's CSRF secret.
     pub fn check_csrf(&self, form: &FormData) -> Result<(), PageError> {
         match form.get("csrf") {

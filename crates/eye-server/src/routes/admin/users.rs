@@ -71,9 +71,7 @@ pub async fn create(
     viewer: Viewer,
     body: Bytes,
 ) -> Result<Response, PageError> {
-    let form = FormData::parse(&body);
-    viewer.check_csrf(&form)?;
-    viewer.require_admin()?;
+    let form = viewer.admin_form(&body)?;
     let Some(role) = Role::parse(&form.text("role")) else {
         let message = ("error", "The role must be admin or analyst.".to_owned());
         return render(
