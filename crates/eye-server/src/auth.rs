@@ -47,7 +47,11 @@ impl Authenticator {
         headers: &HeaderMap,
         needed: Scope,
     ) -> Result<TokenGrant, ApiError> {
-        let token = bearer(headers)?;
+        self.require_token(bearer(headers)?, needed).await
+    }
+
+    /// Checks `token` (from wherever the request carried it) and its scope.
+    pub async fn require_token(&self, token: &str, needed: Scope) -> Result<TokenGrant, ApiError> {
         let hash = TokenHash::of(token);
         let cached = self
             .cache

@@ -103,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(telemetry::render_metrics))
+        .route("/sdk/eye.js", get(crate::routes::sdk::eye_js))
         .merge(crate::routes::admin::router())
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/api/schema/swagger-ui")

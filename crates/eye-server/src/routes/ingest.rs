@@ -55,7 +55,10 @@ pub async fn ingest_events(
     // extractor makes.
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
-    let grant = state.auth.require(headers, Scope::Ingest).await?;
+    let grant = match beacon_token(&parts.uri, headers)? {
+        Some(token) => state.auth.require_token(&token, Scope::Ingest).await?,
+        None => state.auth.require(headers, Scope::Ingest).await?,
+    };
     let app_id = grant
         .app_id
         .ok_or_else(|| ApiError::internal("ingest token without an application"))?;
@@ -264,6 +267,29 @@ fn envelope_for(
     }
 }
 
+/// `navigator.sendBeacon` cannot set headers, so a browser's last events of a page
+/// carry their ingest token as `?token=`. Only without an `Authorization` header, and
+/// only an ingest token (see `ingest_events`): the same secret that page already holds.
+fn beacon_token(uri: &axum::http::Uri, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return Ok(None);
+    }
+    let token = uri.query().and_then(|query| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(name, _)| name == "token")
+            .map(|(_, value)| value.into_owned())
+    });
+    match token {
+        Some(token) if token.starts_with("eye_i_") => Ok(Some(token)),
+        Some(_) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "only an ingest token may travel in the URL (`?token=`); use the Authorization header",
+        )),
+        None => Ok(None),
+    }
+}
+
 fn content_type(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
     let value = headers
         .get(header::CONTENT_TYPE)
@@ -276,7 +302,8 @@ fn content_type(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
         .trim()
         .to_ascii_lowercase();
     match essence.as_str() {
-        "application/json" => Ok(BodyFormat::Json),
+        // `text/plain` is what `sendBeacon` can send without a CORS preflight.
+        "application/json" | "text/plain" => Ok(BodyFormat::Json),
         "application/x-ndjson" | "application/jsonlines" | "application/jsonl" => {
             Ok(BodyFormat::Ndjson)
         }
@@ -284,7 +311,7 @@ fn content_type(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             format!(
-                "Content-Type must be application/json or application/x-ndjson, not {:?}",
+                "Content-Type must be application/json, application/x-ndjson or (from browsers' beacons) text/plain, not {:?}",
                 value
             ),
         )),

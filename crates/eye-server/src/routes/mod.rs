@@ -8,5 +8,6 @@ pub mod health;
 pub mod ingest;
 pub mod manage;
 pub mod params;
+pub mod sdk;
 pub mod sessions;
 pub mod stats;

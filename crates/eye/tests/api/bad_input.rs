@@ -48,7 +48,7 @@ async fn malformed_bodies_get_400_415_and_413() {
     .await;
     let body = event("s", "2023-01-01T00:00:00Z").to_string();
     expect_error(
-        post(&app, &body, "text/plain").await,
+        post(&app, &body, "application/xml").await,
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "unsupported_media_type",
     )

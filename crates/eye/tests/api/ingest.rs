@@ -211,3 +211,38 @@ async fn health_answers() {
     let response = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+/// `navigator.sendBeacon` sets no headers: its ingest token comes as `?token=` and its
+/// body as `text/plain`. Only an ingest token may travel that way.
+#[tokio::test]
+async fn a_beacon_carries_its_ingest_token_in_the_url() {
+    let app = spawn_app().await;
+    let body = json!([event("beacon-1", "2026-01-01T00:00:00Z")]).to_string();
+    let beacon = |token: &str| {
+        app.client
+            .post(app.url(&format!("/events?token={token}")))
+            .header("content-type", "text/plain;charset=UTF-8")
+            .body(body.clone())
+    };
+    let response = beacon(&app.ingest_token).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["accepted"], 1);
+    for token in [
+        app.admin_token.as_str(),
+        app.read_token.as_str(),
+        "eye_i_unknown",
+    ] {
+        let response = beacon(token).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{token}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "unauthorized");
+    }
+    let response = beacon(&app.ingest_token)
+        .header("origin", "https://not-allowed.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    app.wait_for_session_count("beacon-1", 1, WAIT).await;
+}

@@ -2,6 +2,7 @@
 //! snippet (`/sdk/eye.js`, in headless Chromium) and the Python package (its pytest
 //! suite, run from here so that `cargo test --workspace` runs all three).
 
+mod browser_sdk;
 #[allow(dead_code)]
 #[path = "../ui/chrome.rs"]
 mod chrome;
