@@ -16,6 +16,9 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 pub struct Browser {
     client: Client,
     driver: Child,
+    /// chromedriver's port and the session's id, to end the session from `Drop`.
+    port: u16,
+    session: Option<String>,
     _profile: tempfile::TempDir,
 }
 
@@ -26,10 +29,29 @@ impl std::ops::Deref for Browser {
     }
 }
 
+/// Killing chromedriver leaves Chromium running (it is re-parented to init), so the
+/// session is ended first, with a plain blocking request: `Drop` runs on a panic too.
 impl Drop for Browser {
     fn drop(&mut self) {
+        if let Some(session) = &self.session {
+            end_session(self.port, session);
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+    }
+}
+
+fn end_session(port: u16, session: &str) {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let request = format!(
+        "DELETE /session/{session} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    if stream.write_all(request.as_bytes()).is_ok() {
+        let _ = stream.read_to_end(&mut Vec::new());
     }
 }
 
@@ -97,9 +119,12 @@ pub async fn browser() -> Option<Browser> {
             }
         }
     };
+    let session = client.session_id().await.ok().flatten();
     Some(Browser {
         client,
         driver,
+        port,
+        session,
         _profile: profile,
     })
 }
@@ -180,8 +205,9 @@ impl Browser {
         element.click().await.expect("clicking");
     }
 
-    /// Ends the WebDriver session; dropping stops chromedriver.
-    pub async fn close(self) {
+    /// Ends the WebDriver session (and Chromium); dropping stops chromedriver.
+    pub async fn close(mut self) {
         let _ = self.client.clone().close().await;
+        self.session = None;
     }
 }
