@@ -33,7 +33,11 @@
 //!   answers (a bad token, a body the server refuses) are not retried: the batch is
 //!   counted in `failed` and logged. Events the server rejects one by one (a schema
 //!   violation) are final: they are in the server's error store, counted in `rejected`.
-//! - **Overflow.** At most `max_buffer` events wait. When the buffer is full, `track`
+//! - **Size.** A batch also stays under `max_batch_bytes` of JSON (1,000,000; the
+//!   server's limit is 1 MiB); an event too large to send alone is refused by `track`
+//!   ([`TrackError::TooLarge`], counted in `failed`).
+//! - **Overflow.** At most `max_buffer` events wait (besides the batch being sent).
+//!   When the buffer is full, `track`
 //!   does not wait: it refuses the new event with [`TrackError::BufferFull`] and counts
 //!   it in `dropped`. Nothing already buffered is thrown away to make room.
 //! - **Shutdown.** [`Client::shutdown`] sends everything buffered, retrying until
@@ -60,6 +64,10 @@ pub struct Config {
     pub token: String,
     /// Most events in one request (the server takes up to 1,000 by default).
     pub batch_size: usize,
+    /// Most bytes of JSON in one request, before gzip (the server takes up to 1 MiB by
+    /// default, measured after decompression). An event larger than this alone is
+    /// counted in `failed` when tracked.
+    pub max_batch_bytes: usize,
     /// How long an event may wait for its batch to fill.
     pub flush_interval: Duration,
     /// Most events waiting to be sent; beyond it `track` refuses new ones.
@@ -78,6 +86,7 @@ impl Config {
             endpoint: endpoint.into(),
             token: token.into(),
             batch_size: 100,
+            max_batch_bytes: 1_000_000,
             flush_interval: Duration::from_secs(1),
             max_buffer: 10_000,
             initial_backoff: Duration::from_millis(100),
@@ -125,7 +134,9 @@ impl Event {
 pub enum Error {
     #[error("the endpoint {0:?} is not an http:// or https:// URL")]
     InvalidEndpoint(String),
-    #[error("batch_size must be 1 to 1000 and max_buffer at least batch_size")]
+    #[error(
+        "batch_size must be 1 to 1000, max_buffer at least batch_size, max_batch_bytes at least 1024"
+    )]
     InvalidLimits,
     #[error("building the HTTP client failed: {0}")]
     Http(#[from] reqwest::Error),
@@ -138,6 +149,9 @@ pub enum TrackError {
     /// The buffer holds `max_buffer` events; the event was not taken.
     #[error("the client's buffer is full; the event was dropped")]
     BufferFull(Box<Event>),
+    /// Encoded, the event alone is larger than `max_batch_bytes`.
+    #[error("the event is larger than max_batch_bytes; it was dropped")]
+    TooLarge(Box<Event>),
     /// `shutdown` has begun.
     #[error("the client is shutting down; the event was dropped")]
     Closed(Box<Event>),
@@ -177,9 +191,13 @@ struct Shared {
     answered: watch::Sender<u64>,
 }
 
+/// An event as it will be sent: encoded when tracked, so its size is known and later
+/// changes to the caller's data cannot reach it.
+type Encoded = Box<serde_json::value::RawValue>;
+
 #[derive(Default)]
 struct Buffer {
-    events: VecDeque<Event>,
+    events: VecDeque<Encoded>,
     /// Events ever taken by `track`.
     tracked: u64,
     /// When the oldest waiting event was tracked.
@@ -234,6 +252,13 @@ impl Client {
         event
             .timestamp
             .get_or_insert_with(|| humantime::format_rfc3339_micros(SystemTime::now()).to_string());
+        let encoded = match serde_json::value::to_raw_value(&event) {
+            Ok(encoded) if encoded.get().len() < self.shared.config.max_batch_bytes => encoded,
+            _ => {
+                self.shared.counters.failed.fetch_add(1, Ordering::Relaxed);
+                return Err(TrackError::TooLarge(Box::new(event)));
+            }
+        };
         let full_batch = {
             let mut buffer = self.shared.lock();
             if buffer.events.len() >= self.shared.config.max_buffer {
@@ -241,7 +266,7 @@ impl Client {
                 self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 return Err(TrackError::BufferFull(Box::new(event)));
             }
-            buffer.events.push_back(event);
+            buffer.events.push_back(encoded);
             buffer.tracked += 1;
             buffer.oldest.get_or_insert_with(Instant::now);
             buffer.events.len() >= self.shared.config.batch_size
@@ -317,8 +342,18 @@ async fn send_until_closed(shared: Arc<Shared>, http: reqwest::Client) {
             let ready = buffer.events.len() >= shared.config.batch_size
                 || (!buffer.events.is_empty() && (due || buffer.flush_now || closing));
             if ready {
-                let take = buffer.events.len().min(shared.config.batch_size);
-                let batch: Vec<Event> = buffer.events.drain(..take).collect();
+                // As many as fit in `batch_size` events and `max_batch_bytes` ("[", "]"
+                // and a comma each); the first always fits (`track` checked it).
+                let mut take = 0;
+                let mut bytes = 2;
+                for event in buffer.events.iter().take(shared.config.batch_size) {
+                    bytes += event.get().len() + 1;
+                    if take > 0 && bytes > shared.config.max_batch_bytes {
+                        break;
+                    }
+                    take += 1;
+                }
+                let batch: Vec<Encoded> = buffer.events.drain(..take).collect();
                 buffer.oldest = if buffer.events.is_empty() {
                     None
                 } else {
@@ -362,7 +397,7 @@ async fn send_batch(
     shared: &Shared,
     http: &reqwest::Client,
     url: &str,
-    batch: Vec<Event>,
+    batch: Vec<Encoded>,
     mut deadline: Option<Instant>,
 ) {
     let count = batch.len() as u64;
@@ -455,7 +490,7 @@ async fn attempt(
     Attempt::Done
 }
 
-fn gzip_json(batch: &[Event]) -> std::io::Result<Vec<u8>> {
+fn gzip_json(batch: &[Encoded]) -> std::io::Result<Vec<u8>> {
     let json = serde_json::to_vec(batch)?;
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     encoder.write_all(&json)?;
@@ -483,7 +518,7 @@ mod tests {
     #[test]
     fn a_batch_is_gzipped_json_with_ids_and_times_when_tracked() {
         let event = Event::new("s", "c", "n", serde_json::json!({"a": 1}));
-        let body = gzip_json(&[event]).unwrap();
+        let body = gzip_json(&[serde_json::value::to_raw_value(&event).unwrap()]).unwrap();
         let mut text = String::new();
         std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut text)
             .unwrap();
@@ -519,6 +554,32 @@ mod tests {
             "5 refused + 10 never answered: {stats:?}"
         );
         assert_eq!(stats.sent, 0);
+    }
+
+    #[tokio::test]
+    async fn batches_stay_under_the_byte_limit_and_oversized_events_are_refused() {
+        let mut config = Config::new("http://127.0.0.1:9", "token");
+        config.max_batch_bytes = 4096;
+        config.flush_interval = Duration::from_secs(3600);
+        let client = Client::new(config).unwrap();
+        let big = Value::String("x".repeat(5000));
+        assert!(matches!(
+            client.track(Event::new("s", "c", "n", big)),
+            Err(TrackError::TooLarge(_))
+        ));
+        assert_eq!(client.stats().failed, 1);
+        for _ in 0..10 {
+            let data = Value::String("y".repeat(1000));
+            client.track(Event::new("s", "c", "n", data)).unwrap();
+        }
+        let buffer = client.shared.lock();
+        let sizes: usize = buffer
+            .events
+            .iter()
+            .take(3)
+            .map(|e| e.get().len() + 1)
+            .sum();
+        assert!(sizes + 2 <= 4096 && sizes + buffer.events[3].get().len() + 3 > 4096);
     }
 
     #[test]

@@ -9,4 +9,5 @@ mod chrome;
 #[allow(dead_code)]
 #[path = "../api/helpers.rs"]
 mod helpers;
+mod python;
 mod rust_client;
