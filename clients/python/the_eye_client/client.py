@@ -74,6 +74,10 @@ class _ClientBase:
         self._log = logger if logger is not None else DEFAULT_LOGGER
         self._counters = Counters()
         self._buffer = Buffer(self.config)
+        self._setup()
+
+    def _setup(self) -> None:
+        """Each client's own state (a thread, or asyncio primitives)."""
 
     @property
     def stats(self) -> Stats:
@@ -124,34 +128,8 @@ class Client(_ClientBase):
     Safe to share between threads.
     """
 
-    def __init__(
-        self,
-        endpoint: str,
-        token: str,
-        *,
-        batch_size: int = 100,
-        flush_interval: float = 1.0,
-        max_buffer: int = 10_000,
-        max_batch_bytes: int = 1_000_000,
-        initial_backoff: float = 0.1,
-        max_backoff: float = 10.0,
-        request_timeout: float = 10.0,
-        shutdown_timeout: float = 10.0,
-        logger: Optional[logging.Logger] = None,
-    ) -> None:
-        super().__init__(
-            endpoint,
-            token,
-            batch_size=batch_size,
-            flush_interval=flush_interval,
-            max_buffer=max_buffer,
-            max_batch_bytes=max_batch_bytes,
-            initial_backoff=initial_backoff,
-            max_backoff=max_backoff,
-            request_timeout=request_timeout,
-            shutdown_timeout=shutdown_timeout,
-            logger=logger,
-        )
+    def _setup(self) -> None:
+        """This client's own state, made at the end of the shared constructor."""
         self._cond = threading.Condition()
         self._closing = False
         self._deadline: Optional[float] = None
