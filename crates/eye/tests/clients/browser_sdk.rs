@@ -186,3 +186,53 @@ async fn the_snippet_is_small_and_served_by_the_binary() {
         "eye.js is {size} bytes gzipped (unminified); the budget is 5 KiB"
     );
 }
+
+#[tokio::test]
+async fn the_session_id_is_kept_while_active_and_renewed_after_30_idle_minutes() {
+    let Some(browser) = browser().await else {
+        return;
+    };
+    let app = spawn_app().await;
+    let pages = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", pages.local_addr().unwrap());
+    tokio::spawn(serve_pages(
+        pages,
+        app.address.clone(),
+        app.ingest_token.clone(),
+    ));
+    browser.goto(&format!("{origin}/")).await.unwrap();
+    browser.wait_for_text("#path", "/", WAIT).await;
+    // Age the stored session by `minutes`, then ask for the session id.
+    let session_after_idle = |minutes: u64| {
+        let script = format!(
+            r#"var s = JSON.parse(sessionStorage.getItem("eye_session"));
+               s.t = Date.now() - {minutes} * 60000;
+               sessionStorage.setItem("eye_session", JSON.stringify(s));
+               return [s.id, eye.session()];"#
+        );
+        let browser = &browser;
+        async move {
+            let ids = browser.execute(&script, vec![]).await.unwrap();
+            (
+                ids[0].as_str().unwrap().to_owned(),
+                ids[1].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    let (before, after) = session_after_idle(29).await;
+    assert_eq!(before, after, "29 idle minutes keep the session");
+    let (before, after) = session_after_idle(31).await;
+    assert_ne!(before, after, "31 idle minutes start a new one");
+    browser.goto(&format!("{origin}/again")).await.unwrap();
+    browser.wait_for_text("#path", "/again", WAIT).await;
+    let kept = browser
+        .execute("return eye.session();", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.as_str().unwrap(),
+        after,
+        "the id survives a page load in the tab"
+    );
+    browser.close().await;
+}
