@@ -94,7 +94,12 @@ pub async fn create_user(
     if password.chars().count() < MIN_PASSWORD_LEN {
         return Err(UserError::WeakPassword);
     }
-    let hash = hash_password(password)?;
+    // Argon2 takes tens of milliseconds of CPU: off the async workers (the admin UI
+    // creates users from a request).
+    let owned = password.to_owned();
+    let hash = tokio::task::spawn_blocking(move || hash_password(&owned))
+        .await
+        .map_err(|e| UserError::Hash(e.to_string()))??;
     let id = match store.create_user(&email, &hash, role.as_str()).await {
         Err(StoreError::Conflict(_)) => return Err(UserError::Exists(email)),
         other => other?,
