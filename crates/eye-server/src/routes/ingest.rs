@@ -28,7 +28,10 @@ use crate::startup::AppState;
     post,
     path = "/events",
     tag = "ingest",
-    description = "One event object, a JSON array of events, or NDJSON (`application/x-ndjson`), optionally gzip-compressed. `202` only once the events are durable. Also at `/events/`.",
+    description = "One event object, a JSON array of events, or NDJSON (`application/x-ndjson`), optionally gzip-compressed. `202` only once the events are durable. Also at `/events/`. Browsers' beacons, which cannot set headers, send their ingest token as `?token=` and their body as `text/plain` (read as JSON).",
+    params(
+        ("token" = Option<String>, Query, description = "An ingest token, only when there is no `Authorization` header (for `navigator.sendBeacon`); any other token here is `401`"),
+    ),
     request_body(content(
         (WireEvent = "application/json"),
         (Vec<WireEvent> = "application/json"),
