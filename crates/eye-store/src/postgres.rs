@@ -39,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0002_security.sql"),
     include_str!("../migrations/postgres/0003_users.sql"),
     include_str!("../migrations/postgres/0004_logins.sql"),
+    include_str!("../migrations/postgres/0005_events_by_type.sql"),
 ];
 /// Serializes migrations between processes starting at once.
 const MIGRATION_LOCK: i64 = 0x0e7e_0001;

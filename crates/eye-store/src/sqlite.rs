@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_security.sql"),
     include_str!("../migrations/0005_users.sql"),
     include_str!("../migrations/0006_logins.sql"),
+    include_str!("../migrations/0007_events_by_type.sql"),
 ];
 
 use crate::aggregate::MINUTE_MICROS;
