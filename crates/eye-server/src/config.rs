@@ -22,8 +22,12 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// How far in the future (milliseconds) a timestamp may be before it is an error.
     pub clock_skew_ms: u64,
-    /// Most events waiting in the queue; beyond it ingest answers 503.
+    /// Most events waiting in the queue; a request that would pass it waits for room
+    /// (`queue_full_wait_ms`), then gets 503.
     pub queue_max_depth: u64,
+    /// How long (milliseconds) a request waits for room in a full queue before its 503:
+    /// a full queue slows its clients down to the worker's pace before it refuses them.
+    pub queue_full_wait_ms: u64,
     /// Most events the worker stores in one transaction.
     pub worker_batch_size: usize,
     /// How long (milliseconds) a small batch waits for more events before it is stored.
@@ -65,8 +69,13 @@ impl Default for Settings {
             max_batch_events: 1_000,
             max_body_bytes: 1024 * 1024,
             clock_skew_ms: 5_000,
-            queue_max_depth: 1_000_000,
-            worker_batch_size: 10_000,
+            // A few seconds of the worker's work: the lag to storage stays within
+            // seconds whatever the load (see BENCHMARKS.md, sustained).
+            queue_max_depth: 100_000,
+            queue_full_wait_ms: 3_000,
+            // A transaction of 50,000 events stores ~80k events/s, one of 10,000 ~50k:
+            // each dirty index page is written once per transaction.
+            worker_batch_size: 50_000,
             worker_linger_ms: 100,
             shutdown_timeout_ms: 10_000,
             max_payload_bytes: 32 * 1024,
@@ -164,6 +173,10 @@ impl Settings {
         }
         if self.queue_max_depth == 0 {
             bail!("queue_max_depth (EYE_QUEUE_MAX_DEPTH) must be at least 1");
+        }
+        // Past the header and body timeouts' scale a client would rather be told to retry.
+        if self.queue_full_wait_ms > 30_000 {
+            bail!("queue_full_wait_ms (EYE_QUEUE_FULL_WAIT_MS) must be at most 30000");
         }
         Ok(())
     }

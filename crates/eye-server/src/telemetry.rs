@@ -95,6 +95,8 @@ pub struct Metrics {
     pub warnings_recorded: Counter,
     pub errors_reprocessed: Counter,
     pub store_write_failures: Counter,
+    /// Ingest requests that found the queue full and waited for room.
+    pub ingest_waits: Counter,
     pub validation_failures: Family<FailureLabels, Counter>,
     pub queue_depth: Gauge,
     pub queue_oldest_age: Gauge<f64, std::sync::atomic::AtomicU64>,
@@ -116,6 +118,7 @@ impl Metrics {
         let warnings_recorded = Counter::default();
         let errors_reprocessed = Counter::default();
         let store_write_failures = Counter::default();
+        let ingest_waits = Counter::default();
         let validation_failures = Family::<FailureLabels, Counter>::default();
         let queue_depth = Gauge::default();
         let queue_oldest_age = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
@@ -173,6 +176,11 @@ impl Metrics {
             validation_failures.clone(),
         );
         registry.register(
+            "eye_ingest_queue_full_waits",
+            "Ingest requests that found the queue full and waited for room (backpressure)",
+            ingest_waits.clone(),
+        );
+        registry.register(
             "eye_queue_depth",
             "Messages queued and not yet acknowledged",
             queue_depth.clone(),
@@ -217,6 +225,7 @@ impl Metrics {
             warnings_recorded,
             errors_reprocessed,
             store_write_failures,
+            ingest_waits,
             validation_failures,
             queue_depth,
             queue_oldest_age,

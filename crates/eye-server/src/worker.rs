@@ -96,7 +96,7 @@ impl Worker {
         self.execute(deliveries).await
     }
 
-    async fn execute(&self, deliveries: Vec<Delivery>) -> anyhow::Result<ExecutionOutcome> {
+    async fn execute(&self, mut deliveries: Vec<Delivery>) -> anyhow::Result<ExecutionOutcome> {
         if deliveries.is_empty() {
             return Ok(ExecutionOutcome::EmptyQueue);
         }
@@ -113,6 +113,11 @@ impl Worker {
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
         let batch = Arc::new(self.process(&deliveries));
+        // Only the positions are needed to acknowledge: the raw messages go now rather
+        // than after the transaction (a tenth of a full batch's memory).
+        for delivery in &mut deliveries {
+            delivery.payload = Vec::new();
+        }
         let mut backoff = Duration::from_millis(50);
         let outcome = loop {
             let started = std::time::Instant::now();

@@ -108,10 +108,13 @@ struct ServeArgs {
     /// How far in the future a timestamp may be, in milliseconds [default: 5000].
     #[arg(long, env = "EYE_CLOCK_SKEW_MS")]
     clock_skew_ms: Option<u64>,
-    /// Most events waiting in the queue before ingest answers 503 [default: 1000000].
+    /// Most events waiting in the queue; a request that would pass it waits for room, then gets 503 [default: 100000].
     #[arg(long, env = "EYE_QUEUE_MAX_DEPTH")]
     queue_max_depth: Option<u64>,
-    /// Most events the worker stores per transaction [default: 10000].
+    /// How long a request waits for room in a full queue before its 503, in milliseconds; 0 refuses at once [default: 3000].
+    #[arg(long, env = "EYE_QUEUE_FULL_WAIT_MS")]
+    queue_full_wait_ms: Option<u64>,
+    /// Most events the worker stores per transaction [default: 50000].
     #[arg(long, env = "EYE_WORKER_BATCH_SIZE")]
     worker_batch_size: Option<usize>,
     /// How long a small worker batch waits for more events, in milliseconds [default: 100].
@@ -284,6 +287,7 @@ fn apply(mut settings: Settings, args: ServeArgs) -> Settings {
         max_body_bytes,
         clock_skew_ms,
         queue_max_depth,
+        queue_full_wait_ms,
         worker_batch_size,
         worker_linger_ms,
         shutdown_timeout_ms,
@@ -304,6 +308,7 @@ fn apply(mut settings: Settings, args: ServeArgs) -> Settings {
     settings.max_body_bytes = max_body_bytes.unwrap_or(settings.max_body_bytes);
     settings.clock_skew_ms = clock_skew_ms.unwrap_or(settings.clock_skew_ms);
     settings.queue_max_depth = queue_max_depth.unwrap_or(settings.queue_max_depth);
+    settings.queue_full_wait_ms = queue_full_wait_ms.unwrap_or(settings.queue_full_wait_ms);
     settings.worker_batch_size = worker_batch_size.unwrap_or(settings.worker_batch_size);
     settings.worker_linger_ms = worker_linger_ms.unwrap_or(settings.worker_linger_ms);
     settings.shutdown_timeout_ms = shutdown_timeout_ms.unwrap_or(settings.shutdown_timeout_ms);

@@ -112,8 +112,7 @@ pub async fn ingest_events(
             wait,
         ));
     }
-    let depth = state.queue.depth();
-    if depth + elements.len() as u64 > limits.queue_max_depth {
+    if let Err(depth) = wait_for_room(&state, elements.len() as u64).await {
         return Err(ApiError::unavailable(
             "queue_full",
             format!(
@@ -233,6 +232,39 @@ impl<'a> Verdict<'a> {
                 error: Some(rejection),
                 error_id: Some(envelope.id),
             },
+        }
+    }
+}
+
+/// Returns once the queue has room for `events` more, waiting up to
+/// `queue_full_wait_ms` for the worker to make some; otherwise the depth it last saw.
+///
+/// Waiting is the backpressure: under a load the worker cannot match, clients are
+/// slowed to its pace (the backlog, and so the lag to storage, stays bounded by the
+/// limit) instead of being refused at once; only a wait that runs out is a 503. The
+/// depth is polled because every queue can report it, the distributed ones included.
+async fn wait_for_room(state: &AppState, events: u64) -> Result<(), u64> {
+    const POLL: std::time::Duration = std::time::Duration::from_millis(5);
+    let max = state.settings.queue_max_depth;
+    let mut depth = state.queue.depth();
+    if depth + events <= max {
+        return Ok(());
+    }
+    let wait = std::time::Duration::from_millis(state.settings.queue_full_wait_ms);
+    // A request larger than the whole limit would wait for nothing.
+    if events > max || wait.is_zero() {
+        return Err(depth);
+    }
+    state.metrics.ingest_waits.inc();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        tokio::time::sleep_until((tokio::time::Instant::now() + POLL).min(deadline)).await;
+        depth = state.queue.depth();
+        if depth + events <= max {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(depth);
         }
     }
 }

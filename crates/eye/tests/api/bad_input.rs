@@ -1,7 +1,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, WAIT, event, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, WAIT, event, metric_sample, scrape, spawn_app, spawn_app_with};
 
 async fn expect_error(response: reqwest::Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(response.status(), status, "expected {status} {code}");
@@ -185,6 +185,72 @@ async fn a_full_queue_answers_503_with_retry_after() {
     ]);
     assert_eq!(app.post_events(&three).await.status(), StatusCode::ACCEPTED);
     app.wait_for_session_count("q", 3, WAIT).await;
+}
+
+/// Three events fill a queue of three; the worker, lingering for more, holds them (and
+/// the queue's depth) for `linger_ms` before it stores them.
+async fn full_queue(linger_ms: &str, wait_ms: &str, session: &str) -> TestApp {
+    let app = spawn_app_with(&[
+        "--queue-max-depth",
+        "3",
+        "--worker-batch-size",
+        "100",
+        "--worker-linger-ms",
+        linger_ms,
+        "--queue-full-wait-ms",
+        wait_ms,
+    ])
+    .await;
+    let three = json!([
+        event(session, "2023-01-01T00:00:00Z"),
+        event(session, "2023-01-01T00:00:01Z"),
+        event(session, "2023-01-01T00:00:02Z")
+    ]);
+    assert_eq!(app.post_events(&three).await.status(), StatusCode::ACCEPTED);
+    app
+}
+
+#[tokio::test]
+async fn a_full_queue_holds_requests_until_the_worker_makes_room() {
+    let app = full_queue("1500", "20000", "held").await;
+    let sent = std::time::Instant::now();
+    let two = json!([
+        event("held", "2023-01-01T00:00:03Z"),
+        event("held", "2023-01-01T00:00:04Z")
+    ]);
+    let response = app.post_events(&two).await;
+    let waited = sent.elapsed();
+    // Accepted, not refused: it waited for the worker's commit (the linger) to make room.
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert!(
+        waited >= std::time::Duration::from_millis(500),
+        "answered after {waited:?}: it cannot have waited for the worker"
+    );
+    let metrics = scrape(&app.client, &app.address).await.expect("metrics");
+    assert!(
+        metric_sample(&metrics, "eye_ingest_queue_full_waits_total").is_some_and(|n| n >= 1.0),
+        "the wait is counted"
+    );
+    app.wait_for_session_count("held", 5, WAIT).await;
+}
+
+#[tokio::test]
+async fn a_full_queue_that_stays_full_answers_503_after_the_wait() {
+    let app = full_queue("6000", "300", "stuck").await;
+    let sent = std::time::Instant::now();
+    let response = app
+        .post_events(&event("stuck", "2023-01-01T00:00:03Z"))
+        .await;
+    let waited = sent.elapsed();
+    assert_eq!(response.headers()["retry-after"], "1");
+    expect_error(response, StatusCode::SERVICE_UNAVAILABLE, "queue_full").await;
+    assert!(
+        waited >= std::time::Duration::from_millis(300)
+            && waited < std::time::Duration::from_secs(5),
+        "refused after {waited:?}: the wait is 300 ms and the worker holds the queue for 6 s"
+    );
+    // The three that filled the queue are stored all the same.
+    app.wait_for_session_count("stuck", 3, WAIT).await;
 }
 
 #[tokio::test]
