@@ -201,4 +201,15 @@ mod tests {
         assert!(error.contains("listne"), "{error}");
         assert!(Settings::from_file(Some(&dir.path().join("missing.toml"))).is_err());
     }
+
+    #[test]
+    fn the_queue_wait_is_bounded_and_may_be_zero() {
+        let mut settings = Settings::default();
+        settings.check().unwrap();
+        settings.queue_full_wait_ms = 0;
+        settings.check().unwrap();
+        settings.queue_full_wait_ms = 30_001;
+        let error = settings.check().unwrap_err().to_string();
+        assert!(error.contains("EYE_QUEUE_FULL_WAIT_MS"), "{error}");
+    }
 }
