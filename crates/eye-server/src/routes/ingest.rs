@@ -246,11 +246,12 @@ impl<'a> Verdict<'a> {
 async fn wait_for_room(state: &AppState, events: u64) -> Result<(), u64> {
     const POLL: std::time::Duration = std::time::Duration::from_millis(5);
     let max = state.settings.queue_max_depth;
-    let mut depth = state.queue.depth();
-    if depth + events <= max {
+    let fits = |depth: u64| depth + events <= max;
+    let depth = state.queue.depth();
+    let wait = std::time::Duration::from_millis(state.settings.queue_full_wait_ms);
+    if fits(depth) {
         return Ok(());
     }
-    let wait = std::time::Duration::from_millis(state.settings.queue_full_wait_ms);
     // A request larger than the whole limit would wait for nothing.
     if events > max || wait.is_zero() {
         return Err(depth);
@@ -258,12 +259,13 @@ async fn wait_for_room(state: &AppState, events: u64) -> Result<(), u64> {
     state.metrics.ingest_waits.inc();
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        tokio::time::sleep_until((tokio::time::Instant::now() + POLL).min(deadline)).await;
-        depth = state.queue.depth();
-        if depth + events <= max {
+        let now = tokio::time::Instant::now();
+        tokio::time::sleep_until((now + POLL).min(deadline)).await;
+        let depth = state.queue.depth();
+        if fits(depth) {
             return Ok(());
         }
-        if tokio::time::Instant::now() >= deadline {
+        if now + POLL >= deadline {
             return Err(depth);
         }
     }
