@@ -88,6 +88,10 @@ enum Command {
         batch: usize,
         #[arg(long, default_value_t = 10_000)]
         sessions: usize,
+        /// Also print the rate of every this many events, to show how the write path
+        /// holds up as the store grows [default: only the total].
+        #[arg(long)]
+        report_every: Option<usize>,
     },
     /// Measure the analyst's queries over HTTP on a large generated store.
     Query {
@@ -164,8 +168,9 @@ fn main() -> anyhow::Result<()> {
             events,
             batch,
             sessions,
+            report_every,
         }) => {
-            return runtime.block_on(store::run(events, batch, sessions));
+            return runtime.block_on(store::run(events, batch, sessions, report_every));
         }
         Some(Command::Query {
             events,

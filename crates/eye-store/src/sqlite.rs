@@ -41,7 +41,13 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_users.sql"),
     include_str!("../migrations/0006_logins.sql"),
     include_str!("../migrations/0007_events_by_type.sql"),
+    include_str!("../migrations/0008_session_index.sql"),
 ];
+
+/// Entries `session_index_fresh` may hold before they are merged into `session_index`.
+/// Small enough that the fresh tree stays in the page cache (~10 MB), large enough that a
+/// merge touches each of the main tree's pages for many entries at once.
+const FRESH_SESSION_ENTRIES: i64 = 250_000;
 
 use crate::aggregate::MINUTE_MICROS;
 use crate::rows::{cut_to_limit, stored_event, violations_text};
@@ -177,6 +183,9 @@ fn write_in<'a>(
              last_seen = max(last_seen, excluded.last_seen),
              event_count = event_count + excluded.event_count",
     )?;
+    let mut index_session = tx.prepare_cached(
+        "INSERT INTO session_index_fresh (session_id, ts, seq, pk) VALUES (?1, ?2, ?3, ?4)",
+    )?;
     let mut link_app = tx.prepare_cached(
         "INSERT INTO session_apps (session_id, app_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
     )?;
@@ -254,6 +263,12 @@ fn write_in<'a>(
                     outcome.duplicates += 1;
                     continue;
                 }
+                index_session.execute(params![
+                    event.session_id.as_str(),
+                    event.timestamp,
+                    event.seq.unwrap_or(0),
+                    tx.last_insert_rowid(),
+                ])?;
                 let delta = sessions
                     .entry(event.session_id.as_str())
                     .or_insert(SessionDelta {
@@ -330,7 +345,26 @@ fn write_in<'a>(
     for ((minute, category, name, app_id), count) in &minutes {
         count_minute.execute(params![minute, category, name, app_id, count])?;
     }
+    merge_fresh_sessions(tx, FRESH_SESSION_ENTRIES)?;
     Ok(outcome)
+}
+
+/// Moves the fresh session entries into the main tree once there are at least
+/// `at_least` of them, inside the caller's transaction. Reading the fresh tree in key
+/// order makes the insert one ordered pass over the main tree. Counting is cheap: SQLite
+/// counts a tree's cells from its page headers.
+fn merge_fresh_sessions(tx: &rusqlite::Transaction<'_>, at_least: i64) -> Result<()> {
+    let fresh: i64 = tx.query_row("SELECT count(*) FROM session_index_fresh", [], |r| r.get(0))?;
+    if fresh > 0 && fresh >= at_least {
+        let started = std::time::Instant::now();
+        tx.execute_batch(
+            "INSERT INTO session_index (session_id, ts, seq, pk)
+                 SELECT session_id, ts, seq, pk FROM session_index_fresh;
+             DELETE FROM session_index_fresh;",
+        )?;
+        tracing::debug!(entries = fresh, took = ?started.elapsed(), "merged the fresh session index");
+    }
+    Ok(())
 }
 
 /// What one batch adds to one session.
@@ -378,17 +412,23 @@ fn query_events(conn: &Connection, query: &EventQuery) -> Result<Page<StoredEven
 }
 
 /// The SQL and arguments selecting `query`'s events (`EVENT_COLUMNS`), at most `limit`.
+///
+/// A query for one session walks the two session trees (`session_index` and its fresh
+/// part, see migration 0008) in order, each branch stopping after `limit` matches, and
+/// merges the two; any other query is one statement over `events`.
 fn events_sql(query: &EventQuery, limit: u64) -> (String, Vec<SqlValue>) {
-    let mut sql =
-        format!("SELECT {EVENT_COLUMNS} FROM events e JOIN apps a ON a.id = e.app_id WHERE 1=1");
+    // The time order columns come from the session tree when there is one, so that its
+    // primary key bounds the walk; `e.pk = s.pk` makes them the event's own.
+    let order = if query.session_id.is_some() { "s" } else { "e" };
+    let mut conditions = String::new();
     let mut args: Vec<SqlValue> = Vec::new();
     let mut filter = |clause: &str, value: SqlValue| {
-        sql.push_str(" AND ");
-        sql.push_str(&clause.replace('?', &format!("?{}", args.len() + 1)));
+        conditions.push_str(" AND ");
+        conditions.push_str(&clause.replace('?', &format!("?{}", args.len() + 1)));
         args.push(value);
     };
     if let Some(session_id) = &query.session_id {
-        filter("e.session_id = ?", SqlValue::Text(session_id.clone()));
+        filter("s.session_id = ?", SqlValue::Text(session_id.clone()));
     }
     if let Some(category) = &query.category {
         filter("e.category = ?", SqlValue::Text(category.clone()));
@@ -413,10 +453,16 @@ fn events_sql(query: &EventQuery, limit: u64) -> (String, Vec<SqlValue>) {
         filter(&clause, SqlValue::Text(data.value.clone()));
     }
     if let Some(from) = query.from {
-        filter("e.ts >= ?", SqlValue::Integer(from.as_micros()));
+        filter(
+            &format!("{order}.ts >= ?"),
+            SqlValue::Integer(from.as_micros()),
+        );
     }
     if let Some(to) = query.to {
-        filter("e.ts < ?", SqlValue::Integer(to.as_micros()));
+        filter(
+            &format!("{order}.ts < ?"),
+            SqlValue::Integer(to.as_micros()),
+        );
     }
     let (compare, direction) = match query.order {
         Order::Asc => (">", "ASC"),
@@ -424,17 +470,37 @@ fn events_sql(query: &EventQuery, limit: u64) -> (String, Vec<SqlValue>) {
     };
     if let Some(after) = query.after {
         let n = args.len();
-        sql.push_str(&format!(
-            " AND (e.ts, e.seq, e.pk) {compare} (?{}, ?{}, ?{})",
+        conditions.push_str(&format!(
+            " AND ({order}.ts, {order}.seq, {order}.pk) {compare} (?{}, ?{}, ?{})",
             n + 1,
             n + 2,
             n + 3
         ));
         args.extend([after.ts, after.seq, after.pk].map(SqlValue::Integer));
     }
-    sql.push_str(&format!(
-        " ORDER BY e.ts {direction}, e.seq {direction}, e.pk {direction} LIMIT {limit}"
-    ));
+    let order_by = format!(
+        "ORDER BY {order}.ts {direction}, {order}.seq {direction}, {order}.pk {direction} LIMIT {limit}"
+    );
+    if query.session_id.is_none() {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events e JOIN apps a ON a.id = e.app_id WHERE 1=1{conditions} {order_by}"
+        );
+        return (sql, args);
+    }
+    // CROSS JOIN keeps the session tree as the outer loop, so each branch walks it in
+    // order and stops at `limit`, whatever other filters there are. The same numbered
+    // parameters serve both branches. Columns 7, 8 and 1 are ts, seq and pk.
+    let branch = |tree: &str| {
+        format!(
+            "SELECT * FROM (SELECT {EVENT_COLUMNS} FROM {tree} s CROSS JOIN events e CROSS JOIN apps a \
+             WHERE e.pk = s.pk AND a.id = e.app_id{conditions} {order_by})"
+        )
+    };
+    let sql = format!(
+        "{} UNION ALL {} ORDER BY 7 {direction}, 8 {direction}, 1 {direction} LIMIT {limit}",
+        branch("session_index"),
+        branch("session_index_fresh"),
+    );
     (sql, args)
 }
 
@@ -990,5 +1056,216 @@ impl Store for SqliteStore {
                 .collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eye_core::IncomingEvent;
+
+    fn event(app_id: i64, session: &str, name: &str, second: u32) -> Processed {
+        let raw = format!(
+            r#"{{"session_id":"{session}","category":"page interaction","name":"{name}","data":{{"host":"h","path":"/"}},"timestamp":"2026-01-01T00:00:{second:02}Z"}}"#
+        );
+        let raw = RawValue::from_string(raw).expect("valid JSON");
+        Processed::Event {
+            id: eye_core::ids::new_event_id(),
+            app_id,
+            received_at: 0,
+            event: IncomingEvent::parse(&raw).expect("valid event"),
+            schema_version: None,
+            warning: None,
+        }
+    }
+
+    async fn count(store: &SqliteStore, table: &'static str) -> i64 {
+        store
+            .read_with(move |conn| {
+                Ok(conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?)
+            })
+            .await
+            .expect("count")
+    }
+
+    /// Every page of `query`, followed through its cursors: (second, name) per event.
+    async fn walk(store: &SqliteStore, mut query: EventQuery) -> Vec<(i64, String)> {
+        let mut seen = Vec::new();
+        loop {
+            let page = store.events(query.clone()).await.expect("query");
+            assert!(page.items.len() <= query.limit as usize);
+            seen.extend(
+                page.items
+                    .iter()
+                    .map(|e| ((e.timestamp.as_micros() / 1_000_000) % 60, e.name.clone())),
+            );
+            match page.next {
+                Some(cursor) => query.after = Some(cursor),
+                None => return seen,
+            }
+        }
+    }
+
+    // A session's events live partly in the main session tree (merged) and partly in
+    // the fresh one; its queries must merge both in time order, ties by arrival, in
+    // both directions, through every page, with other filters applied.
+    #[tokio::test]
+    async fn session_queries_read_the_fresh_and_the_merged_session_trees() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(dir.path()).expect("open");
+        let app = store.create_app("test").await.expect("app").id;
+
+        let first = vec![
+            event(app, "s1", "pageview", 10),
+            event(app, "s2", "pageview", 15),
+            event(app, "s1", "cta click", 30),
+            event(app, "s1", "pageview", 50),
+        ];
+        let resent = first[0].clone();
+        store.write(Arc::new(first)).await.expect("write");
+        store
+            .write_with(|conn| {
+                let tx = conn.transaction()?;
+                merge_fresh_sessions(&tx, 0)?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+            .expect("merge");
+        assert_eq!(count(&store, "session_index").await, 4);
+        assert_eq!(count(&store, "session_index_fresh").await, 0);
+
+        // Later arrivals, one tied with a merged event (second 30): it comes after it.
+        let later = vec![
+            event(app, "s1", "pageview", 20),
+            event(app, "s1", "pageview", 30),
+            event(app, "s2", "cta click", 35),
+            event(app, "s1", "cta click", 40),
+            resent,
+        ];
+        let outcome = store.write(Arc::new(later)).await.expect("write");
+        assert_eq!((outcome.stored, outcome.duplicates), (4, 1));
+        assert_eq!(count(&store, "session_index_fresh").await, 4);
+
+        let s1 = |limit: u32, order: Order| EventQuery {
+            session_id: Some("s1".into()),
+            limit,
+            order,
+            ..EventQuery::default()
+        };
+        let ascending: Vec<(i64, String)> = [
+            (10, "pageview"),
+            (20, "pageview"),
+            (30, "cta click"),
+            (30, "pageview"),
+            (40, "cta click"),
+            (50, "pageview"),
+        ]
+        .into_iter()
+        .map(|(s, n)| (s, n.to_owned()))
+        .collect();
+        for limit in [1, 2, 4, 100] {
+            assert_eq!(
+                walk(&store, s1(limit, Order::Asc)).await,
+                ascending,
+                "limit {limit}"
+            );
+            let mut descending = ascending.clone();
+            descending.reverse();
+            assert_eq!(
+                walk(&store, s1(limit, Order::Desc)).await,
+                descending,
+                "limit {limit}"
+            );
+        }
+
+        let clicks = EventQuery {
+            name: Some("cta click".into()),
+            ..s1(1, Order::Asc)
+        };
+        assert_eq!(
+            walk(&store, clicks).await,
+            vec![(30, "cta click".to_owned()), (40, "cta click".to_owned())]
+        );
+        let window = EventQuery {
+            from: Some(Timestamp::from_micros(ascending_micros(20))),
+            to: Some(Timestamp::from_micros(ascending_micros(40))),
+            ..s1(2, Order::Desc)
+        };
+        assert_eq!(
+            walk(&store, window).await,
+            vec![
+                (30, "pageview".to_owned()),
+                (30, "cta click".to_owned()),
+                (20, "pageview".to_owned())
+            ]
+        );
+        // The other session is untouched by all of this.
+        let s2 = EventQuery {
+            session_id: Some("s2".into()),
+            limit: 10,
+            ..EventQuery::default()
+        };
+        assert_eq!(
+            walk(&store, s2).await,
+            vec![(15, "pageview".to_owned()), (35, "cta click".to_owned())]
+        );
+    }
+
+    // A store written before the session trees existed keeps its sessions: the
+    // migration copies `events_by_session` into the main tree before dropping it.
+    #[tokio::test]
+    async fn upgrading_a_store_keeps_its_sessions_queryable() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let mut conn = connect(&dir.path().join("eye.db")).expect("connect");
+            let tx = conn.transaction().expect("tx");
+            for sql in &MIGRATIONS[..7] {
+                tx.execute_batch(sql).expect("old migration");
+            }
+            tx.pragma_update(None, "user_version", 7).expect("version");
+            tx.execute("INSERT INTO apps (name, created_at) VALUES ('old', 0)", [])
+                .expect("app");
+            for (pk, second) in [(1, 30), (2, 10), (3, 20)] {
+                tx.execute(
+                    "INSERT INTO events (pk, id, app_id, session_id, category, name, data, ts, seq, received_at)
+                     VALUES (?1, randomblob(16), 1, 'old-session', 'page interaction', 'pageview', '{}', ?2, 0, 0)",
+                    params![pk, ascending_micros(second)],
+                )
+                .expect("event");
+            }
+            tx.commit().expect("commit");
+        }
+        let store = SqliteStore::open(dir.path()).expect("open and migrate");
+        assert_eq!(count(&store, "session_index").await, 3);
+        let query = EventQuery {
+            session_id: Some("old-session".into()),
+            limit: 2,
+            ..EventQuery::default()
+        };
+        let seconds: Vec<i64> = walk(&store, query)
+            .await
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(seconds, vec![10, 20, 30]);
+        let indexes: i64 = store
+            .read_with(|conn| {
+                Ok(conn.query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE name = 'events_by_session'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+            .expect("schema");
+        assert_eq!(indexes, 0, "the old index is dropped");
+    }
+
+    fn ascending_micros(second: i64) -> i64 {
+        Timestamp::parse("2026-01-01T00:00:00Z")
+            .expect("time")
+            .as_micros()
+            + second * 1_000_000
     }
 }
