@@ -92,6 +92,10 @@ enum Command {
         /// holds up as the store grows [default: only the total].
         #[arg(long)]
         report_every: Option<usize>,
+        /// Give every event a client `id`, as the Rust, Python and browser clients do:
+        /// its event id is then a hash, not time-ordered.
+        #[arg(long)]
+        client_ids: bool,
     },
     /// Measure the analyst's queries over HTTP on a large generated store.
     Query {
@@ -169,8 +173,15 @@ fn main() -> anyhow::Result<()> {
             batch,
             sessions,
             report_every,
+            client_ids,
         }) => {
-            return runtime.block_on(store::run(events, batch, sessions, report_every));
+            return runtime.block_on(store::run(
+                events,
+                batch,
+                sessions,
+                report_every,
+                client_ids,
+            ));
         }
         Some(Command::Query {
             events,

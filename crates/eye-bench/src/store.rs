@@ -13,6 +13,7 @@ pub async fn run(
     batch: usize,
     sessions: usize,
     report_every: Option<usize>,
+    client_ids: bool,
 ) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("eye-bench-store-")
@@ -33,13 +34,20 @@ pub async fn run(
                 // One microsecond apart, always forward, as live traffic is: a clock
                 // that wrapped would put new events in the middle of the time indexes.
                 let timestamp = Timestamp::from_micros(start + i as i64);
+                let client_id = client_ids.then(|| format!("client-{i}"));
+                let id_field = client_id
+                    .as_ref()
+                    .map_or(String::new(), |c| format!(r#""id":"{c}","#));
                 let raw = format!(
-                    r#"{{"session_id":"bench-session-{session}","category":"page interaction","name":"pageview","data":{{"host":"www.example.com","path":"/page/{}"}},"timestamp":"{timestamp}"}}"#,
+                    r#"{{{id_field}"session_id":"bench-session-{session}","category":"page interaction","name":"pageview","data":{{"host":"www.example.com","path":"/page/{}"}},"timestamp":"{timestamp}"}}"#,
                     i % 100,
                 );
                 let raw = RawValue::from_string(raw).expect("valid JSON");
                 Processed::Event {
-                    id: ids::new_event_id(),
+                    id: match &client_id {
+                        Some(client_id) => ids::event_id_for_client_id(app.id, client_id),
+                        None => ids::new_event_id(),
+                    },
                     app_id: app.id,
                     received_at: 0,
                     event: IncomingEvent::parse(&raw).expect("valid event"),
@@ -74,8 +82,9 @@ pub async fn run(
     let total: std::time::Duration = timings.iter().sum();
     timings.sort();
     println!(
-        "store: {events} events in transactions of {batch} over {sessions} sessions: \
+        "store: {events} events{} in transactions of {batch} over {sessions} sessions: \
          {:.0} events/s in the store (median transaction {:.1} ms, wall {:.1} s)",
+        if client_ids { " with client ids" } else { "" },
         events as f64 / total.as_secs_f64(),
         timings[timings.len() / 2].as_secs_f64() * 1000.0,
         started.elapsed().as_secs_f64()

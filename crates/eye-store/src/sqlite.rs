@@ -417,9 +417,9 @@ fn query_events(conn: &Connection, query: &EventQuery) -> Result<Page<StoredEven
 /// part, see migration 0008) in order, each branch stopping after `limit` matches, and
 /// merges the two; any other query is one statement over `events`.
 fn events_sql(query: &EventQuery, limit: u64) -> (String, Vec<SqlValue>) {
-    // The time order columns come from the session tree when there is one, so that its
-    // primary key bounds the walk; `e.pk = s.pk` makes them the event's own.
-    let order = if query.session_id.is_some() { "s" } else { "e" };
+    // The table whose (ts, seq, pk) the query walks: the session tree when there is one,
+    // so that its primary key bounds the walk (`e.pk = s.pk` makes them the event's own).
+    let walked = if query.session_id.is_some() { "s" } else { "e" };
     let mut conditions = String::new();
     let mut args: Vec<SqlValue> = Vec::new();
     let mut filter = |clause: &str, value: SqlValue| {
@@ -454,13 +454,13 @@ fn events_sql(query: &EventQuery, limit: u64) -> (String, Vec<SqlValue>) {
     }
     if let Some(from) = query.from {
         filter(
-            &format!("{order}.ts >= ?"),
+            &format!("{walked}.ts >= ?"),
             SqlValue::Integer(from.as_micros()),
         );
     }
     if let Some(to) = query.to {
         filter(
-            &format!("{order}.ts < ?"),
+            &format!("{walked}.ts < ?"),
             SqlValue::Integer(to.as_micros()),
         );
     }
@@ -471,7 +471,7 @@ fn events_sql(query: &EventQuery, limit: u64) -> (String, Vec<SqlValue>) {
     if let Some(after) = query.after {
         let n = args.len();
         conditions.push_str(&format!(
-            " AND ({order}.ts, {order}.seq, {order}.pk) {compare} (?{}, ?{}, ?{})",
+            " AND ({walked}.ts, {walked}.seq, {walked}.pk) {compare} (?{}, ?{}, ?{})",
             n + 1,
             n + 2,
             n + 3
@@ -479,7 +479,7 @@ fn events_sql(query: &EventQuery, limit: u64) -> (String, Vec<SqlValue>) {
         args.extend([after.ts, after.seq, after.pk].map(SqlValue::Integer));
     }
     let order_by = format!(
-        "ORDER BY {order}.ts {direction}, {order}.seq {direction}, {order}.pk {direction} LIMIT {limit}"
+        "ORDER BY {walked}.ts {direction}, {walked}.seq {direction}, {walked}.pk {direction} LIMIT {limit}"
     );
     if query.session_id.is_none() {
         let sql = format!(
