@@ -14,11 +14,14 @@ async fn metrics_count_accepted_rejected_stored_and_recorded_events() {
          "timestamp": "2023-01-01T00:00:03Z", "data": {"path": "/"}},
     ]);
     assert_eq!(app.post_events(&batch).await.status(), StatusCode::ACCEPTED);
-    let text = wait_until(WAIT, "stored and recorded counts", || async {
+    // The worker counts a batch as stored when its transaction commits and only then
+    // acknowledges it, so the queue's depth reaches zero a moment later: wait for both.
+    let text = wait_until(WAIT, "stored and recorded counts, empty queue", || async {
         let text = crate::helpers::scrape(&app.client, &app.address).await?;
         let stored = sample(&text, "eye_events_stored_total")?;
         let recorded = sample(&text, "eye_errors_recorded_total")?;
-        (stored == 2.0 && recorded == 2.0).then_some(text)
+        let depth = sample(&text, "eye_queue_depth")?;
+        (stored == 2.0 && recorded == 2.0 && depth == 0.0).then_some(text)
     })
     .await;
     // The API accepts the schema-violating event; the worker records it as an error.
