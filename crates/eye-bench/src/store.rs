@@ -44,10 +44,7 @@ pub async fn run(
                 );
                 let raw = RawValue::from_string(raw).expect("valid JSON");
                 Processed::Event {
-                    id: match &client_id {
-                        Some(client_id) => ids::event_id_for_client_id(app.id, client_id),
-                        None => ids::new_event_id(),
-                    },
+                    id: ids::event_id(app.id, client_id.as_deref()),
                     app_id: app.id,
                     received_at: 0,
                     event: IncomingEvent::parse(&raw).expect("valid event"),

@@ -9,6 +9,15 @@ pub fn new_event_id() -> Uuid {
     Uuid::now_v7()
 }
 
+/// The id of an accepted event: derived from its client `id` when it has one, so that a
+/// resend gets the same id, and a new time-ordered one otherwise.
+pub fn event_id(app_id: i64, client_id: Option<&str>) -> Uuid {
+    match client_id {
+        Some(client_id) => event_id_for_client_id(app_id, client_id),
+        None => new_event_id(),
+    }
+}
+
 pub fn event_id_for_client_id(app_id: i64, client_id: &str) -> Uuid {
     let mut hasher = Sha256::new();
     hasher.update(b"eye.event-id.v1\0");

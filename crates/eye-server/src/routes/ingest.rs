@@ -280,18 +280,12 @@ fn envelope_for(
     let parsed = IncomingEvent::parse(raw)
         .and_then(|event| payload_limits.check(&event.data).map(|()| event));
     match parsed {
-        Ok(event) => {
-            let id = match &event.client_id {
-                Some(client_id) => ids::event_id_for_client_id(app_id, client_id),
-                None => ids::new_event_id(),
-            };
-            Envelope {
-                id,
-                app_id,
-                received_at,
-                body: MessageBody::Event(event),
-            }
-        }
+        Ok(event) => Envelope {
+            id: ids::event_id(app_id, event.client_id.as_deref()),
+            app_id,
+            received_at,
+            body: MessageBody::Event(event),
+        },
         Err(rejection) => Envelope {
             id: ids::new_event_id(),
             app_id,
