@@ -15,7 +15,7 @@ from typing import Callable, List
 import pytest
 
 from conftest import SESSION_EVENT, EyeServer, FaultyProxy, free_port, wait_until
-from the_eye_client import Client
+from the_eye_client import Client, _core
 
 
 def pageviews(client: Client, session_id: str, count: int, start: int = 0) -> List[str]:
@@ -52,7 +52,7 @@ def test_every_event_is_stored_once_with_its_client_id(server: EyeServer) -> Non
     client_ids = {e["client_id"] for e in stored}
     assert set(ids) <= client_ids
     made = client_ids - set(ids)
-    assert len(made) == 125 and all(uuid.UUID(i).version == 4 for i in made)
+    assert len(made) == 125 and all(uuid.UUID(i).version == 7 for i in made)
     for event in stored:
         assert event["timestamp"].endswith("Z") and len(event["timestamp"]) == 27
         assert event["data"] == SESSION_EVENT
@@ -240,3 +240,13 @@ def test_large_events_are_split_into_requests_the_server_takes(
     assert (client.stats.sent, client.stats.failed) == (60, 0)
     assert len(proxy.requests) >= 2
     server.assert_stored_exactly_once(sid, ids)
+
+
+def test_default_ids_are_uuid7_with_the_time_first():
+    before = time.time_ns() // 1_000_000
+    made = [uuid.UUID(_core.uuid7()) for _ in range(1000)]
+    after = time.time_ns() // 1_000_000
+    assert len(set(made)) == 1000
+    for u in made:
+        assert (u.version, u.variant) == (7, uuid.RFC_4122)
+        assert before <= int.from_bytes(u.bytes[:6], "big") <= after

@@ -155,7 +155,7 @@ class Client(_ClientBase):
     ) -> bool:
         """Buffers an event for sending and returns at once.
 
-        ``id`` (the idempotency key) defaults to a new UUID4 string; ``timestamp``
+        ``id`` (the idempotency key) defaults to a new UUIDv7 string; ``timestamp``
         (an RFC 3339 string or a ``datetime``; a naive one is UTC) defaults to now.
         ``data`` is encoded now, so changing it afterwards changes nothing.
 

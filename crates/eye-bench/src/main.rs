@@ -92,10 +92,11 @@ enum Command {
         /// holds up as the store grows [default: only the total].
         #[arg(long)]
         report_every: Option<usize>,
-        /// Give every event a client `id`, as the Rust, Python and browser clients do:
-        /// its event id is then a hash, not time-ordered.
-        #[arg(long)]
-        client_ids: bool,
+        /// Give every event a client `id`: `uuid7`, as the Rust, Python and browser
+        /// clients send (the event id keeps its time prefix), or `text`, any other id
+        /// (the event id is a hash, random in the unique index).
+        #[arg(long, value_enum)]
+        client_ids: Option<store::ClientIds>,
     },
     /// Measure the analyst's queries over HTTP on a large generated store.
     Query {

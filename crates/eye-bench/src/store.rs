@@ -8,12 +8,30 @@ use eye_core::{IncomingEvent, Timestamp, ids};
 use eye_store::{Processed, SqliteStore, Store};
 use serde_json::value::RawValue;
 
+/// The kind of client `id` the generated events carry.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ClientIds {
+    /// A new UUIDv7 per event, as the SDKs send.
+    Uuid7,
+    /// Any other string (here `client-N`): its event id is a plain hash.
+    Text,
+}
+
+impl ClientIds {
+    fn make(self, i: usize) -> String {
+        match self {
+            ClientIds::Uuid7 => uuid::Uuid::now_v7().to_string(),
+            ClientIds::Text => format!("client-{i}"),
+        }
+    }
+}
+
 pub async fn run(
     events: usize,
     batch: usize,
     sessions: usize,
     report_every: Option<usize>,
-    client_ids: bool,
+    client_ids: Option<ClientIds>,
 ) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("eye-bench-store-")
@@ -34,7 +52,7 @@ pub async fn run(
                 // One microsecond apart, always forward, as live traffic is: a clock
                 // that wrapped would put new events in the middle of the time indexes.
                 let timestamp = Timestamp::from_micros(start + i as i64);
-                let client_id = client_ids.then(|| format!("client-{i}"));
+                let client_id = client_ids.map(|kind| kind.make(i));
                 let id_field = client_id
                     .as_ref()
                     .map_or(String::new(), |c| format!(r#""id":"{c}","#));
@@ -81,7 +99,11 @@ pub async fn run(
     println!(
         "store: {events} events{} in transactions of {batch} over {sessions} sessions: \
          {:.0} events/s in the store (median transaction {:.1} ms, wall {:.1} s)",
-        if client_ids { " with client ids" } else { "" },
+        match client_ids {
+            Some(ClientIds::Uuid7) => " with UUIDv7 client ids",
+            Some(ClientIds::Text) => " with text client ids",
+            None => "",
+        },
         events as f64 / total.as_secs_f64(),
         timings[timings.len() / 2].as_secs_f64() * 1000.0,
         started.elapsed().as_secs_f64()

@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0003_users.sql"),
     include_str!("../migrations/postgres/0004_logins.sql"),
     include_str!("../migrations/postgres/0005_events_by_type.sql"),
+    include_str!("../migrations/postgres/0006_store_meta.sql"),
 ];
 /// Serializes migrations between processes starting at once.
 const MIGRATION_LOCK: i64 = 0x0e7e_0001;
@@ -187,6 +188,56 @@ impl PgStore {
     }
 }
 
+/// The ids of the events in `events` that resend an event stored under the old id rule
+/// for UUIDv7 client ids (migration 0006): its old-rule id is in the store, or earlier
+/// in this batch (queued before the upgrade). One statement, and only while the store
+/// says such ids may exist (`store_meta`).
+async fn stored_under_old_rule(
+    tx: &Transaction<'_>,
+    events: &[&Processed],
+) -> Result<HashSet<Uuid>> {
+    let mut ids = Vec::new();
+    let mut twins = Vec::new();
+    let mut made = Vec::new();
+    for processed in events {
+        if let Processed::Event {
+            id, app_id, event, ..
+        } = processed
+            && let Some(client_id) = event.client_id.as_deref()
+            && let Some((twin, millis)) = eye_core::ids::legacy_twin(*app_id, client_id)
+        {
+            ids.push(*id);
+            twins.push(twin);
+            made.push(millis);
+        }
+    }
+    if twins.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows = tx
+        .query(
+            "SELECT u.id FROM UNNEST($1::uuid[], $2::uuid[], $3::int8[]) AS u(id, twin, made)
+             WHERE u.made < (SELECT value FROM store_meta
+                             WHERE key = 'legacy_v7_client_ids_until_ms')
+               AND (EXISTS (SELECT 1 FROM events e WHERE e.id = u.twin)
+                    OR u.twin = ANY($4::uuid[]))",
+            &[&ids, &twins, &made, &batch_ids(events)],
+        )
+        .await
+        .map_err(database)?;
+    Ok(rows.iter().map(|r| r.get::<_, Uuid>(0)).collect())
+}
+
+fn batch_ids(events: &[&Processed]) -> Vec<Uuid> {
+    events
+        .iter()
+        .filter_map(|p| match p {
+            Processed::Event { id, .. } => Some(*id),
+            Processed::Error { .. } => None,
+        })
+        .collect()
+}
+
 /// Writes processed events and errors inside the caller's transaction.
 async fn write_in(tx: &Transaction<'_>, batch: &[&Processed]) -> Result<WriteOutcome> {
     let mut outcome = WriteOutcome::default();
@@ -198,6 +249,7 @@ async fn write_in(tx: &Transaction<'_>, batch: &[&Processed]) -> Result<WriteOut
         .collect();
     let mut inserted: HashSet<Uuid> = HashSet::new();
     if !events.is_empty() {
+        let resent = stored_under_old_rule(tx, &events).await?;
         let mut columns = EventColumns::default();
         for processed in &events {
             if let Processed::Event {
@@ -209,6 +261,9 @@ async fn write_in(tx: &Transaction<'_>, batch: &[&Processed]) -> Result<WriteOut
                 ..
             } = processed
             {
+                if resent.contains(id) {
+                    continue;
+                }
                 columns.id.push(*id);
                 columns.app_id.push(*app_id);
                 columns.client_id.push(event.client_id.clone());

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use eye_core::Timestamp;
 use eye_core::auth::{Scope, TokenHash};
+use eye_core::{Timestamp, ids};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde_json::value::RawValue;
@@ -42,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0006_logins.sql"),
     include_str!("../migrations/0007_events_by_type.sql"),
     include_str!("../migrations/0008_session_index.sql"),
+    include_str!("../migrations/0009_store_meta.sql"),
 ];
 
 /// Entries `session_index_fresh` may hold before they are merged into `session_index`.
@@ -203,6 +204,14 @@ fn write_in<'a>(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
          ON CONFLICT (event_id) DO NOTHING",
     )?;
+    let mut stored_id = tx.prepare_cached("SELECT 1 FROM events WHERE id = ?1")?;
+    let legacy_until: Option<i64> = tx
+        .query_row(
+            "SELECT value FROM store_meta WHERE key = 'legacy_v7_client_ids_until_ms'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
     let now = Timestamp::now().as_micros();
     let mut record_error = |id: &Uuid,
                             app_id: i64,
@@ -245,6 +254,15 @@ fn write_in<'a>(
                 schema_version,
                 warning,
             } => {
+                // A resend of an event stored under the old id rule (migration 0009).
+                if let (Some(until), Some(client_id)) = (legacy_until, event.client_id.as_deref())
+                    && let Some((twin, made)) = ids::legacy_twin(*app_id, client_id)
+                    && made < until
+                    && stored_id.exists([twin.as_bytes()])?
+                {
+                    outcome.duplicates += 1;
+                    continue;
+                }
                 let inserted = insert_event.execute(params![
                     id.as_bytes(),
                     app_id,
@@ -1260,6 +1278,101 @@ mod tests {
             .await
             .expect("schema");
         assert_eq!(indexes, 0, "the old index is dropped");
+    }
+
+    /// An event with a client `id`, under today's id rule.
+    fn event_with_client_id(app_id: i64, client_id: &str) -> Processed {
+        let raw = format!(
+            r#"{{"id":"{client_id}","session_id":"s","category":"page interaction","name":"pageview","data":{{"host":"h","path":"/"}},"timestamp":"2026-01-01T00:00:00Z"}}"#
+        );
+        let raw = RawValue::from_string(raw).expect("valid JSON");
+        Processed::Event {
+            id: ids::event_id(app_id, Some(client_id)),
+            app_id,
+            received_at: 0,
+            event: IncomingEvent::parse(&raw).expect("valid event"),
+            schema_version: None,
+            warning: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_v7_client_id_resent_across_the_upgrade_is_stored_once() {
+        let made_before = Uuid::now_v7().to_string();
+        // A UUIDv7 from 2100: made after the upgrade's window closes.
+        let made_after = "0f3a0000-0000-7000-8000-000000000001";
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let mut conn = connect(&dir.path().join("eye.db")).expect("connect");
+            let tx = conn.transaction().expect("tx");
+            for sql in &MIGRATIONS[..8] {
+                tx.execute_batch(sql).expect("old migration");
+            }
+            tx.pragma_update(None, "user_version", 8).expect("version");
+            tx.execute("INSERT INTO apps (name, created_at) VALUES ('old', 0)", [])
+                .expect("app");
+            // Both stored by the old rule: the event id is the client id's hash.
+            for client_id in [made_before.as_str(), made_after] {
+                let (old_id, _) = ids::legacy_twin(1, client_id).expect("a v7 client id");
+                tx.execute(
+                    "INSERT INTO events (id, app_id, client_id, session_id, category, name, data, ts, seq, received_at)
+                     VALUES (?1, 1, ?2, 's', 'page interaction', 'pageview', '{}', 0, 0, 0)",
+                    params![old_id.as_bytes(), client_id],
+                )
+                .expect("event");
+            }
+            tx.commit().expect("commit");
+        }
+        let store = SqliteStore::open(dir.path()).expect("open and migrate");
+
+        let resent = store
+            .write(Arc::new(vec![event_with_client_id(1, &made_before)]))
+            .await
+            .expect("write");
+        assert_eq!(
+            (resent.stored, resent.duplicates),
+            (0, 1),
+            "the resend is the stored event"
+        );
+
+        let new_id = Uuid::now_v7().to_string();
+        let first = store
+            .write(Arc::new(vec![event_with_client_id(1, &new_id)]))
+            .await
+            .expect("write");
+        let again = store
+            .write(Arc::new(vec![event_with_client_id(1, &new_id)]))
+            .await
+            .expect("write");
+        assert_eq!((first.stored, again.stored, again.duplicates), (1, 0, 1));
+
+        // Queued under the old id before the upgrade, resent after it, in one batch.
+        let queued_id = Uuid::now_v7().to_string();
+        let mut queued = event_with_client_id(1, &queued_id);
+        if let Processed::Event { id, .. } = &mut queued {
+            *id = ids::legacy_twin(1, &queued_id).expect("a v7 client id").0;
+        }
+        let both = store
+            .write(Arc::new(vec![queued, event_with_client_id(1, &queued_id)]))
+            .await
+            .expect("write");
+        assert_eq!((both.stored, both.duplicates), (1, 1));
+
+        // The old-rule check is bounded in time: an id made after the window is not
+        // looked up (and no client made one before the upgrade).
+        let late = store
+            .write(Arc::new(vec![event_with_client_id(1, made_after)]))
+            .await
+            .expect("write");
+        assert_eq!(late.stored, 1);
+        assert_eq!(count(&store, "events").await, 5);
+    }
+
+    #[tokio::test]
+    async fn a_new_store_has_no_old_rule_ids_to_check() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(dir.path()).expect("open");
+        assert_eq!(count(&store, "store_meta").await, 0);
     }
 
     fn ascending_micros(second: i64) -> i64 {

@@ -69,18 +69,37 @@ fn postgres_available() -> bool {
     }
 }
 
+/// `eye app create web` and a read token, on the store at `url`: (ingest, read).
+fn web_app_tokens(data: &std::path::Path, url: &str) -> (String, String) {
+    let admin = |args: &[&str]| {
+        let mut all = vec!["--database-url", url];
+        all.extend(args);
+        cli(data, &all).trim().to_owned()
+    };
+    (
+        admin(&["app", "create", "web"]),
+        admin(&["token", "create", "--scope", "read"]),
+    )
+}
+
+/// A new, empty PostgreSQL schema named after `prefix` and the time.
+fn new_schema(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let schema = format!("{prefix}_{nanos:x}");
+    run_sql(format!("CREATE SCHEMA {schema}"));
+    schema
+}
+
 // Two worker threads: the proxy must keep forwarding while the test blocks on the CLI.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_outage_delays_storage_loses_nothing_and_shows_in_readyz() {
     if !postgres_available() {
         return;
     }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let schema = format!("eye_outage_{nanos:x}");
-    run_sql(format!("CREATE SCHEMA {schema}"));
+    let schema = new_schema("eye_outage");
     let mut proxy = Proxy::start(0).await;
     let url = format!(
         "postgres://postgres@127.0.0.1:{}/test?options=-csearch_path%3D{schema}",
@@ -88,13 +107,7 @@ async fn a_postgres_outage_delays_storage_loses_nothing_and_shows_in_readyz() {
     );
     let temp = tempfile::tempdir().unwrap();
     let data = temp.path().join("data");
-    let admin = |args: &[&str]| {
-        let mut all = vec!["--database-url", url.as_str()];
-        all.extend(args);
-        cli(&data, &all).trim().to_owned()
-    };
-    let ingest = admin(&["app", "create", "web"]);
-    let read = admin(&["token", "create", "--scope", "read"]);
+    let (ingest, read) = web_app_tokens(&data, &url);
     let (server, address) = spawn_eye(
         &data,
         &["--database-url", &url, "serve", "--listen", "127.0.0.1:0"],
@@ -177,5 +190,104 @@ async fn a_postgres_outage_delays_storage_loses_nothing_and_shows_in_readyz() {
     .await;
     let ready = http.get(format!("{address}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
+    run_sql(format!("DROP SCHEMA {schema} CASCADE"));
+}
+
+/// A store upgraded to migration 0006 with events in it: a UUIDv7 client id derived a
+/// fully hashed event id before, and a time-ordered one now. A retry across the upgrade
+/// must find the event stored under the old id and not store it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v7_client_id_resent_across_the_upgrade_is_stored_once() {
+    if !postgres_available() {
+        return;
+    }
+    let schema = new_schema("eye_upgrade");
+    let url = format!(
+        "postgres://postgres@{}/test?options=-csearch_path%3D{schema}",
+        postgres_address()
+    );
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let (ingest, read) = web_app_tokens(&data, &url);
+
+    // Back to the store as version 5 left it, holding one event sent with a UUIDv7
+    // client id and stored under the old rule.
+    let sent_before = eye_core::ids::new_event_id().to_string();
+    let (old_id, _) = eye_core::ids::legacy_twin(1, &sent_before).expect("a v7 client id");
+    run_sql(format!(
+        "SET search_path = {schema};
+         DO $$ BEGIN
+             IF (SELECT id FROM apps WHERE name = 'web') <> 1 THEN RAISE 'app id'; END IF;
+         END $$;
+         INSERT INTO events (id, app_id, client_id, session_id, category, name, data, ts, received_at)
+             VALUES ('{old_id}', 1, '{sent_before}', 'upgrade', 'page interaction', 'pageview',
+                     '{{}}', 0, 0);
+         DROP TABLE store_meta;
+         DELETE FROM eye_migrations WHERE version = 6;"
+    ));
+
+    let (server, address) = spawn_eye(
+        &data,
+        &["--database-url", &url, "serve", "--listen", "127.0.0.1:0"],
+    );
+    let _server = crate::nats::Process(server);
+    let http = reqwest::Client::new();
+    let sent_after = eye_core::ids::new_event_id().to_string();
+    let event = |client_id: &str| {
+        let mut event = typed_event(
+            "upgrade",
+            "page interaction",
+            "pageview",
+            json!({"host": "h", "path": "/"}),
+        );
+        event["id"] = json!(client_id);
+        event
+    };
+    let response = http
+        .post(format!("{address}/events"))
+        .bearer_auth(&ingest)
+        .json(&json!([event(&sent_before), event(&sent_after)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+
+    // The worker writes in queue order: once the second event is stored, the first
+    // has been decided too.
+    let stored: Vec<Value> =
+        wait_until(Duration::from_secs(30), "the new event stored", || async {
+            let response = http
+                .get(format!("{address}/events?session_id=upgrade"))
+                .bearer_auth(&read)
+                .send()
+                .await
+                .ok()?;
+            let body: Value = response.json().await.ok()?;
+            let events = body["events"].as_array()?.clone();
+            events
+                .iter()
+                .any(|e| e["client_id"] == sent_after.as_str())
+                .then_some(events)
+        })
+        .await;
+    let client_ids: Vec<&str> = stored
+        .iter()
+        .filter_map(|e| e["client_id"].as_str())
+        .collect();
+    assert_eq!(
+        client_ids.len(),
+        2,
+        "the resend is not stored again: {stored:?}"
+    );
+    assert!(client_ids.contains(&sent_before.as_str()));
+    let resent = stored
+        .iter()
+        .find(|e| e["client_id"] == sent_before.as_str())
+        .unwrap();
+    assert_eq!(
+        resent["id"],
+        old_id.to_string(),
+        "the event keeps its old id"
+    );
     run_sql(format!("DROP SCHEMA {schema} CASCADE"));
 }

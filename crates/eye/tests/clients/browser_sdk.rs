@@ -164,6 +164,27 @@ async fn the_snippet_sends_views_clicks_forms_and_a_last_beacon_in_one_session()
             .iter()
             .all(|e| e["data"]["host"] == origin.trim_start_matches("http://"))
     );
+    // The snippet's ids are UUIDv7 made during the test, and the stored event id keeps
+    // their time prefix (so the store's id index grows at its right edge).
+    let now_millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    for e in &events {
+        let client_id = e["client_id"].as_str().expect("a client id");
+        assert_eq!(&client_id[14..15], "7", "a UUIDv7: {client_id}");
+        let millis = u64::from_str_radix(&client_id[..13].replace('-', ""), 16).unwrap();
+        assert!(
+            now_millis - 600_000 < millis && millis <= now_millis,
+            "made during the test: {client_id}"
+        );
+        let id = e["id"].as_str().unwrap();
+        assert_eq!(
+            id[..13],
+            client_id[..13],
+            "the event id keeps the time prefix"
+        );
+    }
 }
 
 #[tokio::test]
