@@ -97,6 +97,10 @@ enum Command {
         /// (the event id is a hash, random in the unique index).
         #[arg(long, value_enum)]
         client_ids: Option<store::ClientIds>,
+        /// Measure the PostgreSQL store at this URL instead of the embedded one, in a
+        /// schema of its own that is dropped afterwards.
+        #[arg(long)]
+        database_url: Option<String>,
     },
     /// Measure the analyst's queries over HTTP on a large generated store.
     Query {
@@ -175,14 +179,16 @@ fn main() -> anyhow::Result<()> {
             sessions,
             report_every,
             client_ids,
+            database_url,
         }) => {
-            return runtime.block_on(store::run(
+            return runtime.block_on(store::run(store::Options {
                 events,
                 batch,
                 sessions,
                 report_every,
                 client_ids,
-            ));
+                database_url,
+            }));
         }
         Some(Command::Query {
             events,

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use eye_core::{IncomingEvent, Timestamp, ids};
-use eye_store::{Processed, SqliteStore, Store};
+use eye_store::{PgStore, Processed, SqliteStore, Store};
 use serde_json::value::RawValue;
 
 /// The kind of client `id` the generated events carry.
@@ -26,17 +26,58 @@ impl ClientIds {
     }
 }
 
-pub async fn run(
-    events: usize,
-    batch: usize,
-    sessions: usize,
-    report_every: Option<usize>,
-    client_ids: Option<ClientIds>,
-) -> anyhow::Result<()> {
+pub struct Options {
+    pub events: usize,
+    pub batch: usize,
+    pub sessions: usize,
+    pub report_every: Option<usize>,
+    pub client_ids: Option<ClientIds>,
+    pub database_url: Option<String>,
+}
+
+pub async fn run(options: Options) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("eye-bench-store-")
         .tempdir()?;
-    let store = SqliteStore::open(dir.path())?;
+    let (store, schema): (Box<dyn Store>, _) = match &options.database_url {
+        None => (Box::new(SqliteStore::open(dir.path())?), None),
+        Some(url) => {
+            let schema = format!("eye_bench_{}", std::process::id());
+            postgres_sql(url, &format!("CREATE SCHEMA {schema}")).await?;
+            let separator = if url.contains('?') { '&' } else { '?' };
+            let store =
+                PgStore::connect(&format!("{url}{separator}options=-csearch_path%3D{schema}"))
+                    .await?;
+            (Box::new(store), Some(schema))
+        }
+    };
+    let result = write_all(&*store, &options).await;
+    drop(store);
+    if let (Some(url), Some(schema)) = (&options.database_url, schema) {
+        postgres_sql(url, &format!("DROP SCHEMA {schema} CASCADE")).await?;
+    }
+    result
+}
+
+/// Runs one statement on the database at `url`.
+async fn postgres_sql(url: &str, sql: &str) -> anyhow::Result<()> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let connection = tokio::spawn(connection);
+    client.batch_execute(sql).await?;
+    drop(client);
+    connection.await??;
+    Ok(())
+}
+
+async fn write_all(store: &dyn Store, options: &Options) -> anyhow::Result<()> {
+    let &Options {
+        events,
+        batch,
+        sessions,
+        report_every,
+        client_ids,
+        ..
+    } = options;
     let app = store.create_app("bench").await?;
     let start = Timestamp::parse("2026-01-01T00:00:00Z")?.as_micros();
     let mut written = 0usize;
@@ -97,8 +138,13 @@ pub async fn run(
     let total: std::time::Duration = timings.iter().sum();
     timings.sort();
     println!(
-        "store: {events} events{} in transactions of {batch} over {sessions} sessions: \
+        "store{}: {events} events{} in transactions of {batch} over {sessions} sessions: \
          {:.0} events/s in the store (median transaction {:.1} ms, wall {:.1} s)",
+        if options.database_url.is_some() {
+            " (PostgreSQL)"
+        } else {
+            ""
+        },
         match client_ids {
             Some(ClientIds::Uuid7) => " with UUIDv7 client ids",
             Some(ClientIds::Text) => " with text client ids",
