@@ -1237,13 +1237,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         {
             let mut conn = connect(&dir.path().join("eye.db")).expect("connect");
-            let tx = conn.transaction().expect("tx");
-            for sql in &MIGRATIONS[..7] {
-                tx.execute_batch(sql).expect("old migration");
-            }
-            tx.pragma_update(None, "user_version", 7).expect("version");
-            tx.execute("INSERT INTO apps (name, created_at) VALUES ('old', 0)", [])
-                .expect("app");
+            let tx = old_store(&mut conn, 7);
             for (pk, second) in [(1, 30), (2, 10), (3, 20)] {
                 tx.execute(
                     "INSERT INTO events (pk, id, app_id, session_id, category, name, data, ts, seq, received_at)
@@ -1280,6 +1274,20 @@ mod tests {
         assert_eq!(indexes, 0, "the old index is dropped");
     }
 
+    /// A store as schema `version` left it, with one application (id 1), in an open
+    /// transaction for the test to add what that version held.
+    fn old_store(conn: &mut Connection, version: usize) -> rusqlite::Transaction<'_> {
+        let tx = conn.transaction().expect("tx");
+        for sql in &MIGRATIONS[..version] {
+            tx.execute_batch(sql).expect("old migration");
+        }
+        tx.pragma_update(None, "user_version", version as i64)
+            .expect("version");
+        tx.execute("INSERT INTO apps (name, created_at) VALUES ('old', 0)", [])
+            .expect("app");
+        tx
+    }
+
     /// An event with a client `id`, under today's id rule.
     fn event_with_client_id(app_id: i64, client_id: &str) -> Processed {
         let raw = format!(
@@ -1299,18 +1307,12 @@ mod tests {
     #[tokio::test]
     async fn a_v7_client_id_resent_across_the_upgrade_is_stored_once() {
         let made_before = Uuid::now_v7().to_string();
-        // A UUIDv7 from 2100: made after the upgrade's window closes.
+        // A UUIDv7 from about the year 2500: made after the upgrade's window closes.
         let made_after = "0f3a0000-0000-7000-8000-000000000001";
         let dir = tempfile::tempdir().expect("temp dir");
         {
             let mut conn = connect(&dir.path().join("eye.db")).expect("connect");
-            let tx = conn.transaction().expect("tx");
-            for sql in &MIGRATIONS[..8] {
-                tx.execute_batch(sql).expect("old migration");
-            }
-            tx.pragma_update(None, "user_version", 8).expect("version");
-            tx.execute("INSERT INTO apps (name, created_at) VALUES ('old', 0)", [])
-                .expect("app");
+            let tx = old_store(&mut conn, 8);
             // Both stored by the old rule: the event id is the client id's hash.
             for client_id in [made_before.as_str(), made_after] {
                 let (old_id, _) = ids::legacy_twin(1, client_id).expect("a v7 client id");
