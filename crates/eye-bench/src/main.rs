@@ -81,27 +81,7 @@ enum Command {
         listen: SocketAddr,
     },
     /// Measure the store's write path alone (no HTTP, no queue).
-    Store {
-        #[arg(long, default_value_t = 500_000)]
-        events: usize,
-        #[arg(long, default_value_t = 10_000)]
-        batch: usize,
-        #[arg(long, default_value_t = 10_000)]
-        sessions: usize,
-        /// Also print the rate of every this many events, to show how the write path
-        /// holds up as the store grows [default: only the total].
-        #[arg(long)]
-        report_every: Option<usize>,
-        /// Give every event a client `id`: `uuid7`, as the Rust, Python and browser
-        /// clients send (the event id keeps its time prefix), or `text`, any other id
-        /// (the event id is a hash, random in the unique index).
-        #[arg(long, value_enum)]
-        client_ids: Option<store::ClientIds>,
-        /// Measure the PostgreSQL store at this URL instead of the embedded one, in a
-        /// schema of its own that is dropped afterwards.
-        #[arg(long)]
-        database_url: Option<String>,
-    },
+    Store(store::Options),
     /// Measure the analyst's queries over HTTP on a large generated store.
     Query {
         #[arg(long, default_value_t = 10_000_000)]
@@ -173,23 +153,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Some(Command::CeilingServer { listen }) => return runtime.block_on(ceiling::serve(listen)),
-        Some(Command::Store {
-            events,
-            batch,
-            sessions,
-            report_every,
-            client_ids,
-            database_url,
-        }) => {
-            return runtime.block_on(store::run(store::Options {
-                events,
-                batch,
-                sessions,
-                report_every,
-                client_ids,
-                database_url,
-            }));
-        }
+        Some(Command::Store(options)) => return runtime.block_on(store::run(options)),
         Some(Command::Query {
             events,
             sessions,

@@ -26,12 +26,27 @@ impl ClientIds {
     }
 }
 
+/// `eye-bench store`'s options.
+#[derive(Debug, clap::Args)]
 pub struct Options {
+    #[arg(long, default_value_t = 500_000)]
     pub events: usize,
+    #[arg(long, default_value_t = 10_000)]
     pub batch: usize,
+    #[arg(long, default_value_t = 10_000)]
     pub sessions: usize,
+    /// Also print the rate of every this many events, to show how the write path
+    /// holds up as the store grows [default: only the total].
+    #[arg(long)]
     pub report_every: Option<usize>,
+    /// Give every event a client `id`: `uuid7`, as the Rust, Python and browser
+    /// clients send (the event id keeps its time prefix), or `text`, any other id
+    /// (the event id is a hash, random in the unique index).
+    #[arg(long, value_enum)]
     pub client_ids: Option<ClientIds>,
+    /// Measure the PostgreSQL store at this URL instead of the embedded one, in a
+    /// schema of its own that is dropped afterwards.
+    #[arg(long)]
     pub database_url: Option<String>,
 }
 
