@@ -20,6 +20,8 @@ pub mod cursor;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
+#[cfg(test)]
+mod testing;
 
 pub use cursor::{Cursor, SessionCursor};
 pub use postgres::PgStore;

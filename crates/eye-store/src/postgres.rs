@@ -188,54 +188,79 @@ impl PgStore {
     }
 }
 
-/// The ids of the events in `events` that resend an event stored under the old id rule
-/// for UUIDv7 client ids (migration 0006): its old-rule id is in the store, or earlier
-/// in this batch (queued before the upgrade). One statement, and only while the store
-/// says such ids may exist (`store_meta`).
-async fn stored_under_old_rule(
-    tx: &Transaction<'_>,
-    events: &[&Processed],
-) -> Result<HashSet<Uuid>> {
+/// What in a batch resends, under today's id rule, something the store holds under the
+/// old rule for UUIDv7 client ids (migration 0006): accepted events whose old-rule id
+/// is stored, and refused ones whose old-rule id is recorded. Both also count the
+/// old-rule id earlier in this batch (queued before the upgrade).
+#[derive(Default)]
+struct Resent {
+    events: HashSet<Uuid>,
+    errors: HashSet<Uuid>,
+}
+
+/// Finds [`Resent`] in one statement, and only while the store says old-rule ids may
+/// exist (`store_meta`).
+async fn resent_under_old_rule(tx: &Transaction<'_>, batch: &[&Processed]) -> Result<Resent> {
     let mut ids = Vec::new();
     let mut twins = Vec::new();
     let mut made = Vec::new();
-    for processed in events {
-        if let Processed::Event {
-            id, app_id, event, ..
-        } = processed
-            && let Some(client_id) = event.client_id.as_deref()
+    let mut accepted = Vec::new();
+    let mut event_ids = Vec::new();
+    let mut error_ids = Vec::new();
+    for processed in batch {
+        let (id, app_id, event, is_event) = match processed {
+            Processed::Event {
+                id, app_id, event, ..
+            } => (id, app_id, Some(event), true),
+            Processed::Error {
+                id, app_id, event, ..
+            } => (id, app_id, event.as_ref(), false),
+        };
+        if is_event {
+            event_ids.push(*id);
+        } else {
+            error_ids.push(*id);
+        }
+        if let Some(client_id) = event.and_then(|e| e.client_id.as_deref())
             && let Some((twin, millis)) = eye_core::ids::legacy_twin(*app_id, client_id)
+            // A message queued before the upgrade has the old id itself.
+            && twin != *id
         {
             ids.push(*id);
             twins.push(twin);
             made.push(millis);
+            accepted.push(is_event);
         }
     }
     if twins.is_empty() {
-        return Ok(HashSet::new());
+        return Ok(Resent::default());
     }
     let rows = tx
         .query(
-            "SELECT u.id FROM UNNEST($1::uuid[], $2::uuid[], $3::int8[]) AS u(id, twin, made)
+            "SELECT u.id, u.accepted
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::int8[], $4::bool[]) AS u(id, twin, made, accepted)
              WHERE u.made < (SELECT value FROM store_meta
                              WHERE key = 'legacy_v7_client_ids_until_ms')
-               AND (EXISTS (SELECT 1 FROM events e WHERE e.id = u.twin)
-                    OR u.twin = ANY($4::uuid[]))",
-            &[&ids, &twins, &made, &batch_ids(events)],
+               AND CASE WHEN u.accepted
+                        THEN EXISTS (SELECT 1 FROM events e WHERE e.id = u.twin)
+                             OR u.twin = ANY($5::uuid[])
+                        ELSE EXISTS (SELECT 1 FROM errors r WHERE r.event_id = u.twin)
+                             OR u.twin = ANY($6::uuid[])
+                   END",
+            &[&ids, &twins, &made, &accepted, &event_ids, &error_ids],
         )
         .await
         .map_err(database)?;
-    Ok(rows.iter().map(|r| r.get::<_, Uuid>(0)).collect())
-}
-
-fn batch_ids(events: &[&Processed]) -> Vec<Uuid> {
-    events
-        .iter()
-        .filter_map(|p| match p {
-            Processed::Event { id, .. } => Some(*id),
-            Processed::Error { .. } => None,
-        })
-        .collect()
+    let mut resent = Resent::default();
+    for row in rows {
+        let id: Uuid = row.get(0);
+        if row.get::<_, bool>(1) {
+            resent.events.insert(id);
+        } else {
+            resent.errors.insert(id);
+        }
+    }
+    Ok(resent)
 }
 
 /// Writes processed events and errors inside the caller's transaction.
@@ -248,8 +273,8 @@ async fn write_in(tx: &Transaction<'_>, batch: &[&Processed]) -> Result<WriteOut
         .filter(|p| matches!(p, Processed::Event { .. }))
         .collect();
     let mut inserted: HashSet<Uuid> = HashSet::new();
+    let resent = resent_under_old_rule(tx, batch).await?;
     if !events.is_empty() {
-        let resent = stored_under_old_rule(tx, &events).await?;
         let mut columns = EventColumns::default();
         for processed in &events {
             if let Processed::Event {
@@ -261,7 +286,7 @@ async fn write_in(tx: &Transaction<'_>, batch: &[&Processed]) -> Result<WriteOut
                 ..
             } = processed
             {
-                if resent.contains(id) {
+                if resent.events.contains(id) {
                     continue;
                 }
                 columns.id.push(*id);
@@ -366,6 +391,9 @@ async fn write_in(tx: &Transaction<'_>, batch: &[&Processed]) -> Result<WriteOut
                     )?;
                 }
             }
+            // A resend of a refused event recorded under the old id rule: kept once,
+            // as any other resend of a refused event is.
+            Processed::Error { id, .. } if resent.errors.contains(id) => {}
             Processed::Error {
                 id,
                 app_id,
@@ -1586,5 +1614,137 @@ fn session_from_row(row: &Row) -> SessionSummary {
         last_seen: Timestamp::from_micros(row.get(2)),
         event_count: row.get(3),
         apps: row.get(4),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+    use crate::testing::{event_with_client_id, refused};
+
+    /// A client on the test database, or `None` (the test is skipped) when PostgreSQL is
+    /// not there, except in CI, where that fails the test.
+    async fn test_database() -> Option<(tokio_postgres::Client, String)> {
+        let url = std::env::var("EYE_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        match tokio_postgres::connect(&url, NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                Some((client, url))
+            }
+            Err(error) => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "PostgreSQL is required in CI: {error}"
+                );
+                eprintln!("skipping: PostgreSQL is not reachable ({error})");
+                None
+            }
+        }
+    }
+
+    /// Client ids' events, stored and refused under the old id rule by a version-5 store,
+    /// resent after the upgrade: each is kept once. Also the messages queued before the
+    /// upgrade (old ids) and their resends in one worker batch.
+    #[tokio::test]
+    async fn v7_client_ids_resent_across_the_upgrade_are_kept_once() {
+        let Some((client, url)) = test_database().await else {
+            return;
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos();
+        let schema = format!("eye_store_upgrade_{nanos:x}");
+        client
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .await
+            .expect("schema");
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let url = format!("{url}{separator}options=-csearch_path%3D{schema}");
+        drop(PgStore::connect(&url).await.expect("a new store"));
+
+        let stored_before = Uuid::now_v7().to_string();
+        let refused_before = Uuid::now_v7().to_string();
+        client
+            .batch_execute(&format!(
+                "SET search_path = {schema};
+                 DROP TABLE store_meta;
+                 DELETE FROM eye_migrations WHERE version = 6;
+                 INSERT INTO apps (id, name, created_at) VALUES (1, 'old', 0);
+                 INSERT INTO events (id, app_id, client_id, session_id, category, name, data, ts, received_at)
+                     VALUES ('{}', 1, '{stored_before}', 's', 'page interaction', 'pageview', '{{}}', 0, 0);
+                 INSERT INTO errors (event_id, app_id, reason, message, raw, received_at, recorded_at)
+                     VALUES ('{}', 1, 'schema_violation', 'refused', '{{}}', 0, 0);",
+                old_rule_id(&stored_before),
+                old_rule_id(&refused_before),
+            ))
+            .await
+            .expect("a version-5 store");
+        let store = PgStore::connect(&url).await.expect("upgrade");
+        let write = |batch: Vec<Processed>| store.write(Arc::new(batch));
+
+        let resent = write(vec![
+            event_with_client_id(1, &stored_before),
+            refused(event_with_client_id(1, &refused_before)),
+        ])
+        .await
+        .expect("write");
+        assert_eq!(
+            (resent.stored, resent.duplicates, resent.errors),
+            (0, 1, 0),
+            "the resends are the stored event and the recorded error"
+        );
+
+        let queued_event = Uuid::now_v7().to_string();
+        let queued_error = Uuid::now_v7().to_string();
+        let with_old_id = |mut processed: Processed, client_id: &str| {
+            match &mut processed {
+                Processed::Event { id, .. } | Processed::Error { id, .. } => {
+                    *id = old_rule_id(client_id);
+                }
+            }
+            processed
+        };
+        let both = write(vec![
+            with_old_id(event_with_client_id(1, &queued_event), &queued_event),
+            with_old_id(
+                refused(event_with_client_id(1, &queued_error)),
+                &queued_error,
+            ),
+            event_with_client_id(1, &queued_event),
+            refused(event_with_client_id(1, &queued_error)),
+        ])
+        .await
+        .expect("write");
+        assert_eq!(
+            (both.stored, both.duplicates, both.errors),
+            (1, 1, 1),
+            "a queued old-rule message and its resend in one batch are kept once"
+        );
+
+        let rows = client
+            .query_one(
+                &format!(
+                    "SELECT (SELECT count(*) FROM {schema}.events), (SELECT count(*) FROM {schema}.errors)"
+                ),
+                &[],
+            )
+            .await
+            .expect("counts");
+        assert_eq!((rows.get::<_, i64>(0), rows.get::<_, i64>(1)), (2, 2));
+        drop(store);
+        client
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await
+            .expect("drop the schema");
+    }
+
+    /// The id a version-5 store gave a UUIDv7 client id of application 1.
+    fn old_rule_id(client_id: &str) -> Uuid {
+        eye_core::ids::legacy_twin(1, client_id)
+            .expect("a v7 client id")
+            .0
     }
 }

@@ -205,6 +205,7 @@ fn write_in<'a>(
          ON CONFLICT (event_id) DO NOTHING",
     )?;
     let mut stored_id = tx.prepare_cached("SELECT 1 FROM events WHERE id = ?1")?;
+    let mut recorded_id = tx.prepare_cached("SELECT 1 FROM errors WHERE event_id = ?1")?;
     let legacy_until: Option<i64> = tx
         .query_row(
             "SELECT value FROM store_meta WHERE key = 'legacy_v7_client_ids_until_ms'",
@@ -212,6 +213,13 @@ fn write_in<'a>(
             |r| r.get(0),
         )
         .optional()?;
+    // The id an event had under the old rule (migration 0009), when a resend of it may
+    // be in the store under that id: a UUIDv7 client id made before the window closed.
+    let old_rule_twin = |app_id: i64, event: Option<&eye_core::IncomingEvent>| {
+        let until = legacy_until?;
+        let (twin, made) = ids::legacy_twin(app_id, event?.client_id.as_deref()?)?;
+        (made < until).then_some(twin)
+    };
     let now = Timestamp::now().as_micros();
     let mut record_error = |id: &Uuid,
                             app_id: i64,
@@ -255,9 +263,7 @@ fn write_in<'a>(
                 warning,
             } => {
                 // A resend of an event stored under the old id rule (migration 0009).
-                if let (Some(until), Some(client_id)) = (legacy_until, event.client_id.as_deref())
-                    && let Some((twin, made)) = ids::legacy_twin(*app_id, client_id)
-                    && made < until
+                if let Some(twin) = old_rule_twin(*app_id, Some(event))
                     && stored_id.exists([twin.as_bytes()])?
                 {
                     outcome.duplicates += 1;
@@ -334,6 +340,13 @@ fn write_in<'a>(
                 raw,
                 event,
             } => {
+                // A resend of an event refused and recorded under the old id rule: as
+                // with any other resend of a refused event, its record is kept once.
+                if let Some(twin) = old_rule_twin(*app_id, event.as_ref())
+                    && recorded_id.exists([twin.as_bytes()])?
+                {
+                    continue;
+                }
                 outcome.errors += record_error(
                     id,
                     *app_id,
@@ -1080,6 +1093,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{event_with_client_id, refused};
     use eye_core::IncomingEvent;
 
     fn event(app_id: i64, session: &str, name: &str, second: u32) -> Processed {
@@ -1288,22 +1302,6 @@ mod tests {
         tx
     }
 
-    /// An event with a client `id`, under today's id rule.
-    fn event_with_client_id(app_id: i64, client_id: &str) -> Processed {
-        let raw = format!(
-            r#"{{"id":"{client_id}","session_id":"s","category":"page interaction","name":"pageview","data":{{"host":"h","path":"/"}},"timestamp":"2026-01-01T00:00:00Z"}}"#
-        );
-        let raw = RawValue::from_string(raw).expect("valid JSON");
-        Processed::Event {
-            id: ids::event_id(app_id, Some(client_id)),
-            app_id,
-            received_at: 0,
-            event: IncomingEvent::parse(&raw).expect("valid event"),
-            schema_version: None,
-            warning: None,
-        }
-    }
-
     #[tokio::test]
     async fn a_v7_client_id_resent_across_the_upgrade_is_stored_once() {
         let made_before = Uuid::now_v7().to_string();
@@ -1368,6 +1366,70 @@ mod tests {
             .expect("write");
         assert_eq!(late.stored, 1);
         assert_eq!(count(&store, "events").await, 5);
+    }
+
+    #[tokio::test]
+    async fn a_refused_v7_event_resent_across_the_upgrade_is_recorded_once() {
+        let made_before = Uuid::now_v7().to_string();
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let mut conn = connect(&dir.path().join("eye.db")).expect("connect");
+            let tx = old_store(&mut conn, 8);
+            // An event to make the upgrade record its window, and a refused one,
+            // recorded under the old rule's id.
+            tx.execute(
+                "INSERT INTO events (id, app_id, session_id, category, name, data, ts, seq, received_at)
+                 VALUES (?1, 1, 's', 'page interaction', 'pageview', '{}', 0, 0, 0)",
+                [Uuid::now_v7().as_bytes()],
+            )
+            .expect("event");
+            let (old_id, _) = ids::legacy_twin(1, &made_before).expect("a v7 client id");
+            tx.execute(
+                "INSERT INTO errors (event_id, app_id, reason, message, raw, received_at, recorded_at)
+                 VALUES (?1, 1, 'schema_violation', 'refused', '{}', 0, 0)",
+                [old_id.as_bytes()],
+            )
+            .expect("error");
+            tx.commit().expect("commit");
+        }
+        let store = SqliteStore::open(dir.path()).expect("open and migrate");
+
+        let resent = store
+            .write(Arc::new(vec![refused(event_with_client_id(
+                1,
+                &made_before,
+            ))]))
+            .await
+            .expect("write");
+        assert_eq!(resent.errors, 0, "the resend is the recorded error");
+
+        // Queued under the old id before the upgrade, resent after it, in one batch.
+        let queued_id = Uuid::now_v7().to_string();
+        let mut queued = refused(event_with_client_id(1, &queued_id));
+        if let Processed::Error { id, .. } = &mut queued {
+            *id = ids::legacy_twin(1, &queued_id).expect("a v7 client id").0;
+        }
+        let both = store
+            .write(Arc::new(vec![
+                queued,
+                refused(event_with_client_id(1, &queued_id)),
+            ]))
+            .await
+            .expect("write");
+        assert_eq!(both.errors, 1);
+
+        // A refused event that never had an old-rule record is recorded once.
+        let new_id = Uuid::now_v7().to_string();
+        let first = store
+            .write(Arc::new(vec![refused(event_with_client_id(1, &new_id))]))
+            .await
+            .expect("write");
+        let again = store
+            .write(Arc::new(vec![refused(event_with_client_id(1, &new_id))]))
+            .await
+            .expect("write");
+        assert_eq!((first.errors, again.errors), (1, 0));
+        assert_eq!(count(&store, "errors").await, 3);
     }
 
     #[tokio::test]
