@@ -120,6 +120,9 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
 
 pub struct PgStore {
     pool: Pool,
+    /// `store_meta`'s `legacy_v7_client_ids_until_ms`, read once at connect: only the
+    /// migration that upgrades a store writes it, and `connect` migrates first.
+    legacy_until: Option<i64>,
 }
 
 impl PgStore {
@@ -140,8 +143,21 @@ impl PgStore {
             .max_size(16)
             .build()
             .map_err(|e| StoreError::Postgres(e.to_string()))?;
-        let store = PgStore { pool };
+        let mut store = PgStore {
+            pool,
+            legacy_until: None,
+        };
         store.migrate().await?;
+        store.legacy_until = store
+            .client()
+            .await?
+            .query_opt(
+                "SELECT value FROM store_meta WHERE key = 'legacy_v7_client_ids_until_ms'",
+                &[],
+            )
+            .await
+            .map_err(database)?
+            .map(|row| row.get(0));
         Ok(store)
     }
 
@@ -198,12 +214,19 @@ struct Resent {
     errors: HashSet<Uuid>,
 }
 
-/// Finds [`Resent`] in one statement, and only while the store says old-rule ids may
-/// exist (`store_meta`).
-async fn resent_under_old_rule(tx: &Transaction<'_>, batch: &[&Processed]) -> Result<Resent> {
+/// Finds [`Resent`] in one statement, and only for client ids made before `until`
+/// (`store_meta`; none on a store created by this version): a new store, or new client
+/// ids on an upgraded one, cost no statement.
+async fn resent_under_old_rule(
+    tx: &Transaction<'_>,
+    batch: &[&Processed],
+    until: Option<i64>,
+) -> Result<Resent> {
+    let Some(until) = until else {
+        return Ok(Resent::default());
+    };
     let mut ids = Vec::new();
     let mut twins = Vec::new();
-    let mut made = Vec::new();
     let mut accepted = Vec::new();
     let mut event_ids = Vec::new();
     let mut error_ids = Vec::new();
@@ -223,12 +246,12 @@ async fn resent_under_old_rule(tx: &Transaction<'_>, batch: &[&Processed]) -> Re
         }
         if let Some(client_id) = event.and_then(|e| e.client_id.as_deref())
             && let Some((twin, millis)) = eye_core::ids::legacy_twin(*app_id, client_id)
+            && millis < until
             // A message queued before the upgrade has the old id itself.
             && twin != *id
         {
             ids.push(*id);
             twins.push(twin);
-            made.push(millis);
             accepted.push(is_event);
         }
     }
@@ -238,16 +261,14 @@ async fn resent_under_old_rule(tx: &Transaction<'_>, batch: &[&Processed]) -> Re
     let rows = tx
         .query(
             "SELECT u.id, u.accepted
-             FROM UNNEST($1::uuid[], $2::uuid[], $3::int8[], $4::bool[]) AS u(id, twin, made, accepted)
-             WHERE u.made < (SELECT value FROM store_meta
-                             WHERE key = 'legacy_v7_client_ids_until_ms')
-               AND CASE WHEN u.accepted
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::bool[]) AS u(id, twin, accepted)
+             WHERE CASE WHEN u.accepted
                         THEN EXISTS (SELECT 1 FROM events e WHERE e.id = u.twin)
-                             OR u.twin = ANY($5::uuid[])
+                             OR u.twin = ANY($4::uuid[])
                         ELSE EXISTS (SELECT 1 FROM errors r WHERE r.event_id = u.twin)
-                             OR u.twin = ANY($6::uuid[])
+                             OR u.twin = ANY($5::uuid[])
                    END",
-            &[&ids, &twins, &made, &accepted, &event_ids, &error_ids],
+            &[&ids, &twins, &accepted, &event_ids, &error_ids],
         )
         .await
         .map_err(database)?;
@@ -264,7 +285,11 @@ async fn resent_under_old_rule(tx: &Transaction<'_>, batch: &[&Processed]) -> Re
 }
 
 /// Writes processed events and errors inside the caller's transaction.
-async fn write_in(tx: &Transaction<'_>, batch: &[&Processed]) -> Result<WriteOutcome> {
+async fn write_in(
+    tx: &Transaction<'_>,
+    batch: &[&Processed],
+    legacy_until: Option<i64>,
+) -> Result<WriteOutcome> {
     let mut outcome = WriteOutcome::default();
     let now = Timestamp::now().as_micros();
     let events: Vec<&Processed> = batch
@@ -273,7 +298,7 @@ async fn write_in(tx: &Transaction<'_>, batch: &[&Processed]) -> Result<WriteOut
         .filter(|p| matches!(p, Processed::Event { .. }))
         .collect();
     let mut inserted: HashSet<Uuid> = HashSet::new();
-    let resent = resent_under_old_rule(tx, batch).await?;
+    let resent = resent_under_old_rule(tx, batch, legacy_until).await?;
     if !events.is_empty() {
         let mut columns = EventColumns::default();
         for processed in &events {
@@ -817,7 +842,7 @@ impl Store for PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(database)?;
         let items: Vec<&Processed> = batch.iter().collect();
-        let outcome = write_in(&tx, &items).await?;
+        let outcome = write_in(&tx, &items, self.legacy_until).await?;
         tx.commit().await.map_err(database)?;
         Ok(outcome)
     }
@@ -1143,7 +1168,7 @@ impl Store for PgStore {
                 }
             }
         }
-        write_in(&tx, &fixed).await?;
+        write_in(&tx, &fixed, self.legacy_until).await?;
         tx.commit().await.map_err(database)?;
         Ok(outcome)
     }
@@ -1663,7 +1688,9 @@ mod tests {
             .expect("schema");
         let separator = if url.contains('?') { '&' } else { '?' };
         let url = format!("{url}{separator}options=-csearch_path%3D{schema}");
-        drop(PgStore::connect(&url).await.expect("a new store"));
+        let new = PgStore::connect(&url).await.expect("a new store");
+        assert_eq!(new.legacy_until, None, "a new store has no old-rule ids");
+        drop(new);
 
         let stored_before = Uuid::now_v7().to_string();
         let refused_before = Uuid::now_v7().to_string();
@@ -1683,6 +1710,7 @@ mod tests {
             .await
             .expect("a version-5 store");
         let store = PgStore::connect(&url).await.expect("upgrade");
+        assert!(store.legacy_until.is_some(), "the upgrade opened a window");
         let write = |batch: Vec<Processed>| store.write(Arc::new(batch));
 
         let resent = write(vec![
