@@ -84,4 +84,42 @@ mod tests {
         }
         assert!(matches!(&decoded[1].body, Body::Rejected { raw: r, .. } if r.get() == raw.get()));
     }
+
+    /// The queue's JSON for an event, byte for byte: messages queued by an earlier
+    /// version (or another process of the fleet) must decode, and new ones read the same.
+    #[test]
+    fn an_event_envelope_keeps_its_json_form() {
+        let queued = concat!(
+            r#"[{"id":"0190b5a3-7a2e-7cc2-9a3b-2f1c0e6d4a51","app_id":3,"received_at":5,"#,
+            r#""body":{"event":{"client_id":"c-1","session_id":"s","category":"page interaction","#,
+            r#""name":"cta click","data":{"a": [1, 2]},"timestamp":1700000000000000,"seq":2}}},"#,
+            r#"{"id":"0190b5a3-7a2e-7cc2-9a3b-2f1c0e6d4a52","app_id":3,"received_at":6,"#,
+            r#""body":{"event":{"session_id":"t","category":"c","name":"n","data":{},"#,
+            r#""timestamp":-1,"sent_at":7}}}]"#
+        );
+        let decoded = Envelope::decode_all(queued.as_bytes()).unwrap();
+        let Body::Event(event) = &decoded[0].body else {
+            panic!("{:?}", decoded[0].body)
+        };
+        assert_eq!(event.client_id.as_deref(), Some("c-1"));
+        assert_eq!(event.session_id.as_str(), "s");
+        assert_eq!(event.event_type.category, "page interaction");
+        assert_eq!(event.event_type.name, "cta click");
+        assert_eq!(event.data.get(), r#"{"a": [1, 2]}"#);
+        assert_eq!(
+            (event.timestamp, event.sent_at, event.seq),
+            (1_700_000_000_000_000, None, Some(2))
+        );
+        let Body::Event(event) = &decoded[1].body else {
+            panic!("{:?}", decoded[1].body)
+        };
+        assert_eq!(
+            (event.client_id.as_deref(), event.sent_at, event.seq),
+            (None, Some(7), None)
+        );
+        assert_eq!(
+            String::from_utf8(Envelope::encode_all(&decoded)).unwrap(),
+            queued
+        );
+    }
 }
