@@ -1,38 +1,44 @@
 #!/usr/bin/env bash
-# Instructions per single-event request, counted by valgrind's callgrind: for `eye serve`
-# (worker included: every accepted event is stored before the count is taken) and for
-# the HTTP ceiling, over the same requests. Unlike the timed benchmark this does not
-# depend on what else the machine is doing: the same binaries and load give the same
-# counts, so a change of a few percent shows. Kernel work (TCP, fsync) is not counted.
+# Instructions per event, counted by valgrind's callgrind: for `eye serve` (worker
+# included: every accepted event is stored before the count is taken) and for the HTTP
+# ceiling, over the same requests (single events, or batches). Unlike the timed
+# benchmark this does not depend on what else the machine is doing: the same binaries
+# and load give the same counts, so a change of a few percent shows. Kernel work (TCP,
+# fsync) is not counted.
 #
 #   cargo build --release -p eye -p eye-bench
-#   crates/eye-bench/instructions.sh [REQUESTS_PER_CONNECTION] [CONNECTIONS]
+#   crates/eye-bench/instructions.sh [REQUESTS_PER_CONNECTION] [CONNECTIONS] [EVENTS_PER_REQUEST]
+#   crates/eye-bench/instructions.sh 25 8 100     # batches of 100
 #
 # Needs valgrind and python3. Takes a few minutes (the server runs ~50x slower).
 set -euo pipefail
 
 per_connection=${1:-1000}
 connections=${2:-8}
+batch=${3:-1}
 bin=${EYE_BIN_DIR:-target/release}
 work=$(mktemp -d /tmp/eye-instructions-XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 
 port_of() { grep -o 'listening on http://[0-9.:]*' "$1" | head -1 | sed 's#.*http://##'; }
 
-# Sends `per_connection` single events on each of `connections` keep-alive connections.
+# Sends `$3` requests of `$5` events (one object when 1, else an array) on each of `$4`
+# keep-alive connections.
 load() {
-    python3 - "$1" "$2" "$3" "$4" <<'EOF'
+    python3 - "$1" "$2" "$3" "$4" "$5" <<'EOF'
 import http.client, json, sys, threading
-address, token, n, k = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+address, token, n, k, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 host, port = address.rsplit(':', 1)
+def event(i):
+    return {"session_id": f"session-{i % 10000}", "category": "page interaction",
+            "name": "pageview", "data": {"host": "www.example.com", "path": f"/page/{i}"},
+            "timestamp": "2026-11-29T10:00:00.000Z"}
 def send(c):
     conn = http.client.HTTPConnection(host, int(port))
     for i in range(n):
-        body = json.dumps({"session_id": f"session-{(c * n + i) % 10000}",
-                           "category": "page interaction", "name": "pageview",
-                           "data": {"host": "www.example.com", "path": f"/page/{i}"},
-                           "timestamp": "2026-11-29T10:00:00.000Z"})
-        conn.request('POST', '/events', body,
+        first = (c * n + i) * batch
+        body = event(first) if batch == 1 else [event(first + j) for j in range(batch)]
+        conn.request('POST', '/events', json.dumps(body),
                      {'Authorization': 'Bearer ' + token, 'Content-Type': 'application/json'})
         response = conn.getresponse()
         response.read()
@@ -57,11 +63,11 @@ measure() {
     local address
     address=$(port_of "$work/$name.log")
     [ -n "$address" ] || { echo "$name did not start: $(tail -3 "$work/$name.log")" >&2; exit 1; }
-    load "$address" "$token" 50 4
-    $settle "$address" 200 >&2
+    load "$address" "$token" 50 4 "$batch"
+    $settle "$address" $((200 * batch)) >&2
     callgrind_control -z "$pid" >/dev/null 2>&1
-    load "$address" "$token" "$per_connection" "$connections"
-    $settle "$address" $((200 + per_connection * connections)) >&2
+    load "$address" "$token" "$per_connection" "$connections" "$batch"
+    $settle "$address" $(((200 + per_connection * connections) * batch)) >&2
     callgrind_control -d "$pid" >/dev/null 2>&1
     for _ in $(seq 60); do
         [ -s "$work/$name.out.1" ] && break
@@ -98,12 +104,13 @@ eye=$(measure eye "$token" stored "$bin/eye" serve --data-dir "$data" --listen 1
 ceiling=$(measure ceiling "$token" nothing "$bin/eye-bench" ceiling-server --listen 127.0.0.1:0)
 
 requests=$((per_connection * connections))
-per() { echo $((${1:-0} / requests)); }
+events=$((requests * batch))
+per() { echo $((${1:-0} / events)); }
 all=$(total "$eye")
 store=$(inclusive "$eye" 'eye_store::sqlite::write_batch \[')
 queue=$(inclusive "$eye" 'eye-queue/src/embedded.rs:std::sys::backtrace')
 worker=$(inclusive "$eye" 'eye_server::worker::Worker::run_until_stopped::\{\{closure\}\} \[')
-echo "instructions per single-event request, $requests requests on $connections connections:"
+echo "instructions per event, $requests requests of $batch event(s) on $connections connections:"
 echo "  ceiling (all)                                  $(per "$(total "$ceiling")")"
 echo "  eye serve (all)                                $(per "$all")"
 echo "    store writes (write_batch)                   $(per "$store")"
