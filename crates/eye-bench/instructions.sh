@@ -108,8 +108,13 @@ events=$((requests * batch))
 per() { echo $((${1:-0} / events)); }
 all=$(total "$eye")
 store=$(inclusive "$eye" 'eye_store::sqlite::write_batch \[')
-queue=$(inclusive "$eye" 'eye-queue/src/embedded.rs:std::sys::backtrace')
+# The writer thread's body is inlined into its closure in a release build, not in a
+# debug one.
+queue=$(inclusive "$eye" 'eye-queue/src/embedded.rs:std::sys::backtrace|eye_queue::embedded::write_until_closed \[')
 worker=$(inclusive "$eye" 'eye_server::worker::Worker::run_until_stopped::\{\{closure\}\} \[')
+for part in store queue worker; do
+    [ -n "${!part}" ] || { echo "no $part function found in $eye" >&2; exit 1; }
+done
 echo "instructions per event, $requests requests of $batch event(s) on $connections connections:"
 echo "  ceiling (all)                                  $(per "$(total "$ceiling")")"
 echo "  eye serve (all)                                $(per "$all")"
