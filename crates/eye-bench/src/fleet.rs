@@ -87,12 +87,6 @@ pub(crate) fn psql_like(database_url: &str, sql: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `database_url` with its connections' `search_path` set to `schema`.
-pub(crate) fn in_schema(database_url: &str, schema: &str) -> String {
-    let separator = if database_url.contains('?') { '&' } else { '?' };
-    format!("{database_url}{separator}options=-csearch_path%3D{schema}")
-}
-
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -100,7 +94,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let schema = format!("eye_bench_{nanos:x}");
     let stream = format!("EYE_BENCH_{nanos:x}");
     psql_like(&options.database_url, &format!("CREATE SCHEMA {schema}"))?;
-    let database_url = in_schema(&options.database_url, &schema);
+    let database_url = eye_store::postgres::in_schema(&options.database_url, &schema);
     let result = run_in(&options, &database_url, &stream).await;
     let _ = psql_like(
         &options.database_url,

@@ -70,7 +70,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                 url,
                 &format!("CREATE SCHEMA IF NOT EXISTS {}", options.pg_schema),
             )?;
-            Some(crate::fleet::in_schema(url, &options.pg_schema))
+            Some(eye_store::postgres::in_schema(url, &options.pg_schema))
         }
     };
     let store: Box<dyn Store> = match &database_url {

@@ -59,10 +59,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         Some(url) => {
             let schema = format!("eye_bench_{}", std::process::id());
             postgres_sql(url, &format!("CREATE SCHEMA {schema}")).await?;
-            let separator = if url.contains('?') { '&' } else { '?' };
-            let store =
-                PgStore::connect(&format!("{url}{separator}options=-csearch_path%3D{schema}"))
-                    .await?;
+            let store = PgStore::connect(&eye_store::postgres::in_schema(url, &schema)).await?;
             (Box::new(store), Some(schema))
         }
     };

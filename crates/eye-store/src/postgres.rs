@@ -118,6 +118,13 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
+/// `database_url` with its connections' `search_path` set to `schema`: a store of its
+/// own in a shared database (benchmarks, tests).
+pub fn in_schema(database_url: &str, schema: &str) -> String {
+    let separator = if database_url.contains('?') { '&' } else { '?' };
+    format!("{database_url}{separator}options=-csearch_path%3D{schema}")
+}
+
 pub struct PgStore {
     pool: Pool,
     /// `store_meta`'s `legacy_v7_client_ids_until_ms`, read once at connect: only the
@@ -1686,8 +1693,7 @@ mod tests {
             .batch_execute(&format!("CREATE SCHEMA {schema}"))
             .await
             .expect("schema");
-        let separator = if url.contains('?') { '&' } else { '?' };
-        let url = format!("{url}{separator}options=-csearch_path%3D{schema}");
+        let url = in_schema(&url, &schema);
         let new = PgStore::connect(&url).await.expect("a new store");
         assert_eq!(new.legacy_until, None, "a new store has no old-rule ids");
         drop(new);

@@ -69,8 +69,7 @@ pub fn use_postgres_store(data_dir: &Path) -> Option<String> {
     let schema = format!("eye_test_{nanos:x}");
     run_sql(format!("CREATE SCHEMA {schema}"));
     let base = test_database_url();
-    let separator = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{separator}options=-csearch_path%3D{schema}");
+    let url = eye_store::postgres::in_schema(&base, &schema);
     DATABASES
         .lock()
         .unwrap()

@@ -101,9 +101,9 @@ async fn a_postgres_outage_delays_storage_loses_nothing_and_shows_in_readyz() {
     }
     let schema = new_schema("eye_outage");
     let mut proxy = Proxy::start(0).await;
-    let url = format!(
-        "postgres://postgres@127.0.0.1:{}/test?options=-csearch_path%3D{schema}",
-        proxy.port
+    let url = eye_store::postgres::in_schema(
+        &format!("postgres://postgres@127.0.0.1:{}/test", proxy.port),
+        &schema,
     );
     let temp = tempfile::tempdir().unwrap();
     let data = temp.path().join("data");
@@ -202,9 +202,9 @@ async fn a_v7_client_id_resent_across_the_upgrade_is_stored_once() {
         return;
     }
     let schema = new_schema("eye_upgrade");
-    let url = format!(
-        "postgres://postgres@{}/test?options=-csearch_path%3D{schema}",
-        postgres_address()
+    let url = eye_store::postgres::in_schema(
+        &format!("postgres://postgres@{}/test", postgres_address()),
+        &schema,
     );
     let temp = tempfile::tempdir().unwrap();
     let data = temp.path().join("data");
