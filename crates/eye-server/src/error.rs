@@ -146,19 +146,22 @@ mod tests {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
+    /// Through the same wrapping as the served router (`startup::with_edges`).
     #[tokio::test]
     async fn a_panicking_handler_gets_a_json_500_not_a_dropped_connection() {
         async fn boom() -> &'static str {
             panic!("boom")
         }
-        let app = Router::new()
-            .route("/", get(boom))
-            .layer(axum::middleware::from_fn(catch_panic));
+        let app = crate::startup::with_edges(Router::new().route("/", get(boom)));
         let response = app
             .oneshot(Request::get("/").body(Body::empty()).unwrap())
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            response.headers().contains_key("x-request-id"),
+            "the request id survives the panic"
+        );
         let body = response.into_body().collect().await.unwrap().to_bytes();
         let body: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["error"]["code"], "internal");

