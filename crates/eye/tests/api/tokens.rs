@@ -137,3 +137,41 @@ async fn no_secret_reaches_the_logs_and_json_logs_carry_the_request_id() {
         }
     }
 }
+
+/// A log read from a pipe (a file, journald, a collector) holds no terminal colour
+/// codes; colours are for a person at a terminal only.
+#[tokio::test]
+async fn human_logs_to_a_pipe_have_no_colour_codes() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let token = cli(&data, &["app", "create", "web"]).trim().to_owned();
+    let (server, address, log) = spawn_eye_logged(
+        &data,
+        &["serve", "--listen", "127.0.0.1:0"],
+        &[("EYE_LOG", "debug"), ("EYE_LOG_FORMAT", "human")],
+    );
+    let _server = crate::nats::Process(server);
+    let answer = reqwest::Client::new()
+        .post(format!("{address}/events"))
+        .bearer_auth(&token)
+        .header("X-Request-Id", "req-colour-test")
+        .json(&event("logs", "2023-01-01T00:00:00Z"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::ACCEPTED);
+    let lines = wait_until(crate::helpers::WAIT, "the request's log line", || async {
+        let lines = log.lock().unwrap().clone();
+        lines
+            .iter()
+            .any(|l| l.contains("events queued") && l.contains("req-colour-test"))
+            .then_some(lines)
+    })
+    .await;
+    for line in &lines {
+        assert!(
+            !line.contains('\u{1b}'),
+            "a colour code in the log: {line:?}"
+        );
+    }
+}
