@@ -112,28 +112,16 @@ pub async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// Middleware turning a panic in a handler into a logged `500` with the usual JSON
-/// body, instead of a dropped connection. Handlers do not panic on input; this is the
-/// net under a bug, not a way of handling errors.
-pub async fn catch_panic(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    use futures_util::FutureExt;
-    match std::panic::AssertUnwindSafe(next.run(request))
-        .catch_unwind()
-        .await
-    {
-        Ok(response) => response,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
-            ApiError::internal(format!("handler panicked: {message}")).into_response()
-        }
-    }
+/// The answer for a handler that panicked (`edges` catches the panic): a logged `500`
+/// with the usual JSON body, instead of a dropped connection. Handlers do not panic on
+/// input; this is the net under a bug, not a way of handling errors.
+pub fn panicked(panic: Box<dyn std::any::Any + Send>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned());
+    ApiError::internal(format!("handler panicked: {message}")).into_response()
 }
 
 #[cfg(test)]
@@ -146,13 +134,16 @@ mod tests {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
-    /// Through the same wrapping as the served router (`startup::with_edges`).
+    /// Through the same wrapping as the served router (`edges::around`).
     #[tokio::test]
     async fn a_panicking_handler_gets_a_json_500_not_a_dropped_connection() {
         async fn boom() -> &'static str {
             panic!("boom")
         }
-        let app = crate::startup::with_edges(Router::new().route("/", get(boom)));
+        let app = crate::edges::around(
+            Router::new().route("/", get(boom)),
+            crate::telemetry::Metrics::new(),
+        );
         let response = app
             .oneshot(Request::get("/").body(Body::empty()).unwrap())
             .await

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod checker;
 pub mod config;
 pub mod cors;
+pub mod edges;
 pub mod error;
 pub mod management;
 pub mod openapi;

@@ -1,17 +1,14 @@
 //! A request id for every request: the client's `X-Request-Id` when it sends a sane
 //! one, otherwise a new one. It names the request's log span (so every log line the
-//! request causes carries it) and comes back in the response's `X-Request-Id`.
+//! request causes carries it) and comes back in the response's `X-Request-Id`
+//! (`edges` does both).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::Request;
-use axum::http::HeaderValue;
-use axum::middleware::Next;
-use axum::response::Response;
-use tracing::Instrument;
 
-const HEADER: &str = "x-request-id";
+pub const HEADER: &str = "x-request-id";
 const MAX_LEN: usize = 128;
 
 /// Process prefix plus a counter: unique across the fleet's processes in practice, and
@@ -38,19 +35,19 @@ fn client_id(request: &Request) -> Option<&str> {
     sane.then_some(value)
 }
 
-pub async fn with_request_id(request: Request, next: Next) -> Response {
-    let id = client_id(&request).map_or_else(new_id, str::to_owned);
-    let span = tracing::info_span!(
+/// The request's id: the client's when sane, otherwise a new one.
+pub fn of(request: &Request) -> String {
+    client_id(request).map_or_else(new_id, str::to_owned)
+}
+
+/// The request's log span, which every log line it causes is inside.
+pub fn span(id: &str, request: &Request) -> tracing::Span {
+    tracing::info_span!(
         "request",
         id = %id,
         method = %request.method(),
         path = request.uri().path(),
-    );
-    let mut response = next.run(request).instrument(span).await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(HEADER, value);
-    }
-    response
+    )
 }
 
 #[cfg(test)]

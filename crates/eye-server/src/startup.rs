@@ -109,10 +109,6 @@ pub fn router(state: AppState) -> Router {
             utoipa_swagger_ui::SwaggerUi::new("/api/schema/swagger-ui")
                 .url("/api/schema", crate::openapi::document()),
         )
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            telemetry::track_requests,
-        ))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)
@@ -135,28 +131,6 @@ fn operations_router(state: AppState) -> Router {
         .route("/metrics", get(telemetry::render_metrics))
         .fallback(error::not_found)
         .with_state(state)
-}
-
-/// The middleware every request passes, fallbacks included: its request id and log
-/// span, and a JSON 500 for a handler that panics. It wraps the router once instead of
-/// through `Router::layer`, which wraps each route's boxed service: there, each
-/// `from_fn` layer cloned the boxed stack beneath it on every request (25 allocations
-/// per ingest request, counted with callgrind).
-pub fn with_edges(
-    router: Router,
-) -> impl tower::Service<
-    axum::extract::Request,
-    Response = axum::response::Response,
-    Error = std::convert::Infallible,
-    Future = impl Send,
-> + Clone
-+ Send
-+ 'static {
-    use axum::middleware::from_fn;
-    use tower::Layer;
-    type Takes = (axum::extract::Request,);
-    let catch_panic = from_fn::<_, Takes>(error::catch_panic).layer(router);
-    from_fn::<_, Takes>(crate::request_id::with_request_id).layer(catch_panic)
 }
 
 pub struct Application {
@@ -325,12 +299,14 @@ impl Application {
             )),
             Role::Worker => None,
         };
+        let metrics = state.metrics.clone();
         let app = match role {
             Role::All | Role::Api => router(state),
             Role::Worker => operations_router(state),
         };
         let header_read_timeout = Duration::from_millis(header_read_timeout_ms);
-        crate::serve::serve(listener, with_edges(app), header_read_timeout, shutdown).await;
+        let app = crate::edges::around(app, metrics);
+        crate::serve::serve(listener, app, header_read_timeout, shutdown).await;
 
         let _ = stop_worker.send(true);
         if let Some(sampler) = sampler {

@@ -4,11 +4,9 @@
 //! process memory are read when scraped, so they cost nothing between scrapes.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -62,16 +60,30 @@ const ROUTES: [&str; 23] = [
     "other",
 ];
 
-fn route_label(matched: Option<&MatchedPath>) -> &'static str {
-    let matched = matched.map_or("other", MatchedPath::as_str);
+/// The route template a path matches, as the router would match it: by segments,
+/// `{x}` matching any non-empty one, static routes listed before the templates that
+/// would also match them.
+pub fn route_label(path: &str) -> &'static str {
     ROUTES
         .iter()
-        .find(|r| **r == matched)
         .copied()
+        .find(|route| matches(route, path))
         .unwrap_or("other")
 }
 
-fn method_label(method: &axum::http::Method) -> &'static str {
+fn matches(route: &str, path: &str) -> bool {
+    let (mut route, mut path) = (route.split('/'), path.split('/'));
+    loop {
+        match (route.next(), path.next()) {
+            (None, None) => return true,
+            (Some(r), Some(p)) if r.starts_with('{') && !p.is_empty() => {}
+            (Some(r), Some(p)) if r == p => {}
+            _ => return false,
+        }
+    }
+}
+
+pub fn method_label(method: &axum::http::Method) -> &'static str {
     use axum::http::Method;
     match *method {
         Method::GET => "GET",
@@ -237,6 +249,24 @@ impl Metrics {
         })
     }
 
+    /// Records one request's duration under its method, route and status.
+    pub fn observe_request(
+        &self,
+        method: &'static str,
+        route: &'static str,
+        status: axum::http::StatusCode,
+        took: std::time::Duration,
+    ) {
+        let labels = RequestLabels {
+            method,
+            route,
+            status: status.as_u16(),
+        };
+        self.requests
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+
     pub fn render(&self) -> String {
         let mut text = String::with_capacity(16 * 1024);
         // Writing to a String cannot fail.
@@ -295,25 +325,35 @@ pub async fn render_metrics(State(state): State<AppState>) -> Response {
     response
 }
 
-/// Middleware recording each request's duration by method, route and status.
-pub async fn track_requests(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let method = method_label(request.method());
-    let route = route_label(request.extensions().get::<MatchedPath>());
-    let response = next.run(request).await;
-    let labels = RequestLabels {
-        method,
-        route,
-        status: response.status().as_u16(),
-    };
-    state
-        .metrics
-        .requests
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
-    response
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_get_the_route_the_router_would_match() {
+        for (path, route) in [
+            ("/events", "/events"),
+            ("/events/", "/events/"),
+            ("/sessions/abc", "/sessions/{id}"),
+            ("/errors/summary", "/errors/summary"),
+            ("/errors/reprocess", "/errors/reprocess"),
+            ("/errors/0191-ab", "/errors/{id}"),
+            ("/errors/0191-ab/dismiss", "/errors/{id}/dismiss"),
+            (
+                "/event-types/page/view/schema",
+                "/event-types/{category}/{name}/schema",
+            ),
+            ("/healthz", "/healthz"),
+            // Not routes: an empty parameter, an extra or a missing segment, the admin UI.
+            ("/sessions/", "other"),
+            ("/sessions/a/b", "other"),
+            ("/errors", "/errors"),
+            ("/event-types/page", "other"),
+            ("/admin/events", "other"),
+            ("/", "other"),
+            ("", "other"),
+        ] {
+            assert_eq!(route_label(path), route, "{path}");
+        }
+    }
 }
