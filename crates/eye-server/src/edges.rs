@@ -44,11 +44,13 @@ async fn edges(State(metrics): State<Arc<Metrics>>, request: Request, next: Next
     let route = telemetry::route_label(request.uri().path());
     let id = crate::request_id::of(&request);
     let span = crate::request_id::span(&id, &request);
+    // The panic becomes its answer inside the span, so that its log line carries the
+    // request id.
     let mut response = std::panic::AssertUnwindSafe(next.run(request))
         .catch_unwind()
+        .map(|outcome| outcome.unwrap_or_else(crate::error::panicked))
         .instrument(span)
-        .await
-        .unwrap_or_else(crate::error::panicked);
+        .await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response
             .headers_mut()
