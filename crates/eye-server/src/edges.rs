@@ -59,3 +59,62 @@ async fn edges(State(metrics): State<Arc<Metrics>>, request: Request, next: Next
     metrics.observe_request(method, route, response.status(), started.elapsed());
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// Log output kept in memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panics_log_line_carries_the_request_id() {
+        async fn boom() -> &'static str {
+            panic!("boom")
+        }
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        // The test's runtime has one thread, so the subscriber sees the whole request.
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let app = around(Router::new().route("/", get(boom)), Metrics::new());
+        let request = Request::get("/")
+            .header(crate::request_id::HEADER, "panic-7")
+            .body(Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()[crate::request_id::HEADER], "panic-7");
+        let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        let line = log
+            .lines()
+            .find(|line| line.contains("handler panicked"))
+            .unwrap_or_else(|| panic!("no log line for the panic in:\n{log}"));
+        assert!(
+            line.contains("panic-7"),
+            "the request id is missing: {line}"
+        );
+    }
+}
