@@ -8,9 +8,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use eye_store::Store;
 
@@ -113,7 +112,7 @@ impl OriginPolicy {
     }
 }
 
-fn origin(headers: &HeaderMap) -> Option<&str> {
+pub fn origin(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
 }
 
@@ -128,34 +127,19 @@ fn not_allowed(origin: &str) -> ApiError {
     )
 }
 
-/// `OPTIONS` without an `Origin` (not a browser's preflight): what the route allows.
-pub async fn preflight() -> Response {
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(
-        header::ALLOW,
-        HeaderValue::from_static("GET, POST, OPTIONS"),
-    );
-    response
-}
-
-/// Middleware on the ingest routes: answers preflights and adds the CORS headers.
-pub async fn cors(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    // Reading events is for analysts' tools, not pages: only ingest is cross-origin.
-    let reading = matches!(*request.method(), Method::GET | Method::HEAD);
-    let Some(origin) = origin(request.headers())
-        .map(str::to_owned)
-        .filter(|_| !reading)
-    else {
-        return next.run(request).await;
+/// `OPTIONS` on the ingest routes: a browser's preflight (with an `Origin`), answered
+/// for an origin any active application allows; otherwise what the route allows.
+pub async fn preflight(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(origin) = origin(&headers) else {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        response.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
+        return response;
     };
-    let allowed = match state.origins.allowed().await {
-        Ok(allowed) => allowed.for_any_app(&origin),
-        Err(error) => return error.into_response(),
-    };
-    if !allowed {
-        return not_allowed(&origin).into_response();
-    }
-    let mut response = if request.method() == Method::OPTIONS {
+    let origin = origin.to_owned();
+    for_browser(&state, &origin, async {
         let mut preflight = StatusCode::NO_CONTENT.into_response();
         let headers = preflight.headers_mut();
         headers.insert(
@@ -171,11 +155,45 @@ pub async fn cors(State(state): State<AppState>, request: Request, next: Next) -
             HeaderValue::from_static("600"),
         );
         preflight
-    } else {
-        next.run(request).await
+    })
+    .await
+}
+
+/// The answer to an ingest request: `answer` as it is for a request without an
+/// `Origin` (a server), and for a browser's only when some active application allows
+/// its origin (a `403` without CORS headers otherwise), with the CORS headers added so
+/// the page can read it, errors included. The request's own application is held to its
+/// own list by the handler (`OriginPolicy::check_app`).
+///
+/// Called by the two ingest handlers rather than being a layer on their routes: a
+/// `from_fn` layer clones the route's boxed services on every request (~1,200
+/// instructions per request, counted with `crates/eye-bench/instructions.sh`).
+pub async fn answer_ingest(
+    state: &AppState,
+    origin: Option<&str>,
+    answer: impl Future<Output = Response>,
+) -> Response {
+    match origin {
+        None => answer.await,
+        Some(origin) => for_browser(state, origin, answer).await,
+    }
+}
+
+async fn for_browser(
+    state: &AppState,
+    origin: &str,
+    answer: impl Future<Output = Response>,
+) -> Response {
+    let allowed = match state.origins.allowed().await {
+        Ok(allowed) => allowed.for_any_app(origin),
+        Err(error) => return error.into_response(),
     };
+    if !allowed {
+        return not_allowed(origin).into_response();
+    }
+    let mut response = answer.await;
     let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&origin) {
+    if let Ok(value) = HeaderValue::from_str(origin) {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
     }
     headers.insert(

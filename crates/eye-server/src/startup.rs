@@ -58,22 +58,20 @@ pub struct Shared {
 }
 
 pub fn router(state: AppState) -> Router {
-    // Browsers send events cross-origin: CORS applies to the ingest routes.
-    let cors = axum::middleware::from_fn_with_state(state.clone(), crate::cors::cors);
+    // Browsers send events cross-origin: the ingest handlers and their preflight
+    // answer CORS themselves (`cors::answer_ingest`).
     Router::new()
         .route(
             "/events",
             post(ingest::ingest_events)
                 .get(events::list_events)
-                .options(crate::cors::preflight)
-                .layer(cors.clone()),
+                .options(crate::cors::preflight),
         )
         .route(
             "/events/",
             post(ingest::ingest_events)
                 .get(events::list_events)
-                .options(crate::cors::preflight)
-                .layer(cors),
+                .options(crate::cors::preflight),
         )
         .route("/sessions", get(sessions::list_sessions))
         .route("/sessions/{id}", get(sessions::get_session))

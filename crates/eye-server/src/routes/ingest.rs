@@ -49,10 +49,17 @@ use crate::startup::AppState;
         (status = 503, description = "Queue full or unavailable; see Retry-After", body = ErrorBody),
     )
 )]
-pub async fn ingest_events(
-    State(state): State<AppState>,
-    request: Request,
-) -> Result<Response, ApiError> {
+pub async fn ingest_events(State(state): State<AppState>, request: Request) -> Response {
+    let origin = crate::cors::origin(request.headers()).map(str::to_owned);
+    let answer = async {
+        ingest(&state, request)
+            .await
+            .unwrap_or_else(IntoResponse::into_response)
+    };
+    crate::cors::answer_ingest(&state, origin.as_deref(), answer).await
+}
+
+async fn ingest(state: &AppState, request: Request) -> Result<Response, ApiError> {
     let received_at = Timestamp::now().as_micros();
     // Taking the request whole avoids the copy of every header that the `HeaderMap`
     // extractor makes.
@@ -112,7 +119,7 @@ pub async fn ingest_events(
             wait,
         ));
     }
-    if let Err(depth) = wait_for_room(&state, elements.len() as u64).await {
+    if let Err(depth) = wait_for_room(state, elements.len() as u64).await {
         return Err(ApiError::unavailable(
             "queue_full",
             format!(
