@@ -86,44 +86,76 @@ fn token_secrets_are_stored_only_as_hashes() {
     }
 }
 
-#[tokio::test]
-async fn no_secret_reaches_the_logs_and_json_logs_carry_the_request_id() {
-    let temp = tempfile::tempdir().unwrap();
-    let data = temp.path().join("data");
-    let token = cli(&data, &["app", "create", "web"]).trim().to_owned();
-    let (server, address, log) = spawn_eye_logged(
-        &data,
-        &["serve", "--listen", "127.0.0.1:0"],
-        &[("EYE_LOG", "debug"), ("EYE_LOG_FORMAT", "json")],
-    );
-    let _server = crate::nats::Process(server);
-    let client = reqwest::Client::new();
-    let post = |token: String| {
-        client
-            .post(format!("{address}/events"))
+/// `eye serve` at debug level in `format`, its log kept line by line.
+struct LoggedServer {
+    _temp: tempfile::TempDir,
+    _server: crate::nats::Process,
+    address: String,
+    token: String,
+    log: crate::helpers::Log,
+}
+
+impl LoggedServer {
+    fn start(format: &str) -> Self {
+        let temp = tempfile::tempdir().unwrap();
+        let data = temp.path().join("data");
+        let token = cli(&data, &["app", "create", "web"]).trim().to_owned();
+        let (server, address, log) = spawn_eye_logged(
+            &data,
+            &["serve", "--listen", "127.0.0.1:0"],
+            &[("EYE_LOG", "debug"), ("EYE_LOG_FORMAT", format)],
+        );
+        LoggedServer {
+            _temp: temp,
+            _server: crate::nats::Process(server),
+            address,
+            token,
+            log,
+        }
+    }
+
+    /// Posts one event with `token` and `request_id`.
+    async fn post(&self, token: &str, request_id: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("{}/events", self.address))
             .bearer_auth(token)
-            .header("X-Request-Id", "req-secret-test")
+            .header("X-Request-Id", request_id)
             .json(&event("logs", "2023-01-01T00:00:00Z"))
             .send()
-    };
-    assert_eq!(
-        post(token.clone()).await.unwrap().status(),
-        StatusCode::ACCEPTED
-    );
+            .await
+            .unwrap()
+    }
+
+    /// Every log line so far, once the line of the request `request_id` queuing its
+    /// events is among them.
+    async fn lines_after_queuing(&self, request_id: &str) -> Vec<String> {
+        wait_until(crate::helpers::WAIT, "the request's log line", || async {
+            let lines = self.log.lock().unwrap().clone();
+            lines
+                .iter()
+                .any(|l| l.contains("events queued") && l.contains(request_id))
+                .then_some(lines)
+        })
+        .await
+    }
+}
+
+#[tokio::test]
+async fn no_secret_reaches_the_logs_and_json_logs_carry_the_request_id() {
+    let server = LoggedServer::start("json");
+    let token = server.token.clone();
+    let id = "req-secret-test";
+    assert_eq!(server.post(&token, id).await.status(), StatusCode::ACCEPTED);
     // A wrong secret that looks real, and garbage.
     let forged = format!("{}x", &token[..token.len() - 1]);
-    for bad in [forged.clone(), "eye_i_not-a-token".to_owned()] {
-        assert_eq!(post(bad).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    for bad in [forged.as_str(), "eye_i_not-a-token"] {
+        assert_eq!(
+            server.post(bad, id).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
     }
     // The request's debug line is there, as JSON, in the request's span.
-    let lines = wait_until(crate::helpers::WAIT, "the request's log line", || async {
-        let lines = log.lock().unwrap().clone();
-        lines
-            .iter()
-            .any(|l| l.contains("events queued") && l.contains("req-secret-test"))
-            .then_some(lines)
-    })
-    .await;
+    let lines = server.lines_after_queuing(id).await;
     for line in &lines {
         assert!(!line.contains(&token), "a token in the log: {line}");
         assert!(
@@ -142,33 +174,13 @@ async fn no_secret_reaches_the_logs_and_json_logs_carry_the_request_id() {
 /// codes; colours are for a person at a terminal only.
 #[tokio::test]
 async fn human_logs_to_a_pipe_have_no_colour_codes() {
-    let temp = tempfile::tempdir().unwrap();
-    let data = temp.path().join("data");
-    let token = cli(&data, &["app", "create", "web"]).trim().to_owned();
-    let (server, address, log) = spawn_eye_logged(
-        &data,
-        &["serve", "--listen", "127.0.0.1:0"],
-        &[("EYE_LOG", "debug"), ("EYE_LOG_FORMAT", "human")],
+    let server = LoggedServer::start("human");
+    let id = "req-colour-test";
+    assert_eq!(
+        server.post(&server.token, id).await.status(),
+        StatusCode::ACCEPTED
     );
-    let _server = crate::nats::Process(server);
-    let answer = reqwest::Client::new()
-        .post(format!("{address}/events"))
-        .bearer_auth(&token)
-        .header("X-Request-Id", "req-colour-test")
-        .json(&event("logs", "2023-01-01T00:00:00Z"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), StatusCode::ACCEPTED);
-    let lines = wait_until(crate::helpers::WAIT, "the request's log line", || async {
-        let lines = log.lock().unwrap().clone();
-        lines
-            .iter()
-            .any(|l| l.contains("events queued") && l.contains("req-colour-test"))
-            .then_some(lines)
-    })
-    .await;
-    for line in &lines {
+    for line in &server.lines_after_queuing(id).await {
         assert!(
             !line.contains('\u{1b}'),
             "a colour code in the log: {line:?}"
