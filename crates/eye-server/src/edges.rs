@@ -67,6 +67,7 @@ mod tests {
     use axum::body::Body;
     use axum::http::StatusCode;
     use axum::routing::get;
+    use http_body_util::BodyExt;
     use tower::ServiceExt;
 
     use super::*;
@@ -86,11 +87,41 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_panics_log_line_carries_the_request_id() {
+    /// A router whose one route panics, wrapped as the served router is.
+    fn panicking_app() -> impl tower::Service<
+        Request,
+        Response = Response,
+        Error = std::convert::Infallible,
+        Future = impl Send,
+    > + Clone {
         async fn boom() -> &'static str {
             panic!("boom")
         }
+        around(Router::new().route("/", get(boom)), Metrics::new())
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_gets_a_json_500_not_a_dropped_connection() {
+        let response = panicking_app()
+            .oneshot(Request::get("/").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            response.headers().contains_key("x-request-id"),
+            "the request id survives the panic"
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "internal");
+        assert!(
+            !body.to_string().contains("boom"),
+            "internals stay in the log"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panics_log_line_carries_the_request_id() {
         let log = Captured::default();
         let writer = log.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -99,7 +130,7 @@ mod tests {
             .finish();
         // The test's runtime has one thread, so the subscriber sees the whole request.
         let _guard = tracing::subscriber::set_default(subscriber);
-        let app = around(Router::new().route("/", get(boom)), Metrics::new());
+        let app = panicking_app();
         let request = Request::get("/")
             .header(crate::request_id::HEADER, "panic-7")
             .body(Body::empty())
