@@ -50,21 +50,74 @@ fn identifier(value: &str) -> Result<&str, &'static str> {
 }
 
 /// One event as the application sent it, with every field checked.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+///
+/// Its serde form (the queue's JSON, see `message`) has `category` and `name` beside
+/// the other fields; it goes through [`QueuedEvent`] rather than `#[serde(flatten)]`,
+/// which made serde buffer every field of the event into an intermediate map and cost
+/// the worker more to decode an event than the rest of its envelope.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(from = "QueuedEvent")]
 pub struct IncomingEvent {
     /// The client's idempotency key, unique per application.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     pub session_id: SessionId,
-    #[serde(flatten)]
     pub event_type: EventType,
     /// The payload: a JSON object, as the client wrote it.
     pub data: Box<RawValue>,
     pub timestamp: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_at: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<i64>,
+}
+
+/// The serde form of an [`IncomingEvent`], field for field: owned to decode, borrowed
+/// (`S = &str`, `D = &RawValue`) to encode.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct QueuedEvent<S = String, D = Box<RawValue>> {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_id: Option<S>,
+    session_id: S,
+    category: S,
+    name: S,
+    data: D,
+    timestamp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sent_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seq: Option<i64>,
+}
+
+impl From<QueuedEvent> for IncomingEvent {
+    /// The queue holds only what the API checked, so the fields are taken as they are.
+    fn from(queued: QueuedEvent) -> Self {
+        IncomingEvent {
+            client_id: queued.client_id,
+            session_id: SessionId(queued.session_id),
+            event_type: EventType {
+                category: queued.category,
+                name: queued.name,
+            },
+            data: queued.data,
+            timestamp: queued.timestamp,
+            sent_at: queued.sent_at,
+            seq: queued.seq,
+        }
+    }
+}
+
+impl serde::Serialize for IncomingEvent {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        QueuedEvent::<&str, &RawValue> {
+            client_id: self.client_id.as_deref(),
+            session_id: self.session_id.as_str(),
+            category: &self.event_type.category,
+            name: &self.event_type.name,
+            data: &self.data,
+            timestamp: self.timestamp,
+            sent_at: self.sent_at,
+            seq: self.seq,
+        }
+        .serialize(serializer)
+    }
 }
 
 impl PartialEq for IncomingEvent {
