@@ -30,7 +30,9 @@ pub struct Settings {
     pub queue_full_wait_ms: u64,
     /// Most events the worker stores in one transaction.
     pub worker_batch_size: usize,
-    /// How long (milliseconds) a small batch waits for more events before it is stored.
+    /// How long (milliseconds) a small batch waits for more events before it is stored
+    /// while the store is quick; under load the worker waits longer (four times its last
+    /// write, at most ten times this), and never once a full batch is waiting.
     pub worker_linger_ms: u64,
     /// How long a graceful shutdown may take (milliseconds) before the process exits.
     pub shutdown_timeout_ms: u64,

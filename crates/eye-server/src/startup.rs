@@ -234,6 +234,7 @@ impl Application {
             batch_size: settings.worker_batch_size,
             linger: Duration::from_millis(settings.worker_linger_ms),
             checker: checker.clone(),
+            last_write_micros: Default::default(),
         };
         let rate_limiter = crate::rate_limit::RateLimiter::new(
             settings.rate_limit_events_per_second,

@@ -6,6 +6,7 @@
 //! batch is kept, so nothing is acknowledged that is not stored.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use eye_core::{Body, Envelope};
@@ -21,20 +22,36 @@ pub struct Worker {
     pub queue: Arc<dyn Queue>,
     pub store: Arc<dyn Store>,
     pub batch_size: usize,
-    /// How long a batch smaller than `batch_size` waits for more events. A store commit
-    /// has a large fixed cost (an fsync, index pages rewritten), so a worker that keeps
-    /// up should still commit thousands of events at a time: lingering 100 ms doubles
-    /// the store's throughput for 100 ms of lag.
+    /// The shortest wait of a batch smaller than `batch_size` for more events (see
+    /// [`Worker::linger`]). A store commit has a large fixed cost (an fsync, index pages
+    /// rewritten), so a worker that keeps up should still commit thousands of events at
+    /// a time: lingering 100 ms doubles the store's throughput for 100 ms of lag.
     pub linger: Duration,
     /// The future-timestamp rule and the schemas.
     pub checker: Arc<Checker>,
+    /// How long the last store write took, in microseconds.
+    pub(crate) last_write_micros: AtomicU64,
 }
+
+/// Under load a small batch waits this many times as long as the last write took...
+const LINGER_PER_WRITE: u32 = 4;
+/// ...but never more than this many times the configured linger.
+const MAX_LINGER_FACTOR: u32 = 10;
+/// How often a lingering worker looks whether a full batch is waiting.
+const LINGER_POLL: Duration = Duration::from_millis(10);
 
 /// What one step did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ExecutionOutcome {
     EmptyQueue,
     Processed(WriteOutcome),
+}
+
+/// The linger after a store write that took `last_write`, for a configured `linger`.
+fn linger_after(last_write: Duration, linger: Duration) -> Duration {
+    last_write
+        .saturating_mul(LINGER_PER_WRITE)
+        .clamp(linger, linger.saturating_mul(MAX_LINGER_FACTOR))
 }
 
 impl Worker {
@@ -64,8 +81,21 @@ impl Worker {
         }
     }
 
-    /// Tops up a batch smaller than `batch_size` with what arrives within `linger` (a
-    /// stop cuts the wait short). A failure to fetch more keeps what was fetched.
+    /// How long a batch smaller than `batch_size` waits for more: the configured linger
+    /// while the store is quick, and as the store's writes grow slower (under load),
+    /// `LINGER_PER_WRITE` times the last write, up to `MAX_LINGER_FACTOR` times the
+    /// configured linger. Each event then costs the store less (one transaction's index
+    /// pages are shared by more events) exactly when the cores are scarce; an idle
+    /// server still stores an event within the configured linger.
+    pub fn linger(&self) -> Duration {
+        let last_write = Duration::from_micros(self.last_write_micros.load(Ordering::Relaxed));
+        linger_after(last_write, self.linger)
+    }
+
+    /// Tops up a batch smaller than `batch_size` with what arrives within
+    /// [`Worker::linger`]. The wait ends early once a full batch is waiting (lingering
+    /// longer would only hold back a full queue) or on a stop. A failure to fetch more
+    /// keeps what was fetched.
     async fn linger_for_more(
         &self,
         mut deliveries: Vec<Delivery>,
@@ -75,9 +105,17 @@ impl Worker {
         if deliveries.is_empty() || events >= self.batch_size || self.linger.is_zero() {
             return deliveries;
         }
-        tokio::select! {
-            _ = stop.changed() => {}
-            _ = tokio::time::sleep(self.linger) => {}
+        let deadline = tokio::time::Instant::now() + self.linger();
+        // The queue's depth counts the events just fetched: they are not acknowledged.
+        while self.queue.depth() < self.batch_size as u64 {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            tokio::select! {
+                _ = stop.changed() => break,
+                _ = tokio::time::sleep((deadline - now).min(LINGER_POLL)) => {}
+            }
         }
         match self
             .queue
@@ -123,7 +161,10 @@ impl Worker {
             let started = std::time::Instant::now();
             match self.store.write(Arc::clone(&batch)).await {
                 Ok(outcome) => {
-                    self.record(&batch, outcome, started.elapsed());
+                    let took = started.elapsed();
+                    self.last_write_micros
+                        .store(took.as_micros() as u64, Ordering::Relaxed);
+                    self.record(&batch, outcome, took);
                     break outcome;
                 }
                 Err(error) => {
@@ -225,5 +266,90 @@ impl Worker {
                 event: None,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eye_queue::{EmbeddedQueue, Message};
+    use eye_schema::{Registry, UnknownTypePolicy};
+    use eye_store::sqlite::SqliteStore;
+
+    /// A worker over a real embedded queue and store, taking batches of 3.
+    fn worker(dir: &std::path::Path, linger: Duration) -> (Worker, Arc<EmbeddedQueue>) {
+        let queue = Arc::new(EmbeddedQueue::open(&dir.join("queue")).unwrap());
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("store")).unwrap());
+        let checker = Arc::new(Checker {
+            registry: Arc::new(Registry::new(UnknownTypePolicy::Accept)),
+            store: store.clone(),
+            limits: eye_core::limits::PayloadLimits::default(),
+            clock_skew_micros: 0,
+        });
+        let worker = Worker {
+            metrics: Metrics::new(),
+            queue: queue.clone(),
+            store,
+            batch_size: 3,
+            linger,
+            checker,
+            last_write_micros: AtomicU64::new(0),
+        };
+        (worker, queue)
+    }
+
+    fn events(n: u32) -> Message {
+        Message {
+            payload: Vec::new(),
+            events: n,
+            id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lingering_batch_is_topped_up_at_once_when_a_full_batch_is_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let (worker, queue) = worker(dir.path(), Duration::from_secs(30));
+        queue.enqueue(vec![events(1)]).await.unwrap();
+        let first = queue.fetch(3, Duration::ZERO).await.unwrap();
+        queue.enqueue(vec![events(2)]).await.unwrap();
+        let (_stop, mut stopped) = watch::channel(false);
+        let batch = tokio::time::timeout(
+            Duration::from_secs(10),
+            worker.linger_for_more(first, &mut stopped),
+        )
+        .await
+        .expect("the linger ends once a full batch waits, not after its 30 s");
+        assert_eq!(batch.iter().map(|d| d.events).sum::<u32>(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_small_batch_lingers_its_time_when_nothing_more_comes() {
+        let dir = tempfile::tempdir().unwrap();
+        let linger = Duration::from_millis(300);
+        let (worker, queue) = worker(dir.path(), linger);
+        queue.enqueue(vec![events(1)]).await.unwrap();
+        let first = queue.fetch(3, Duration::ZERO).await.unwrap();
+        let (_stop, mut stopped) = watch::channel(false);
+        let started = std::time::Instant::now();
+        let batch = worker.linger_for_more(first, &mut stopped).await;
+        assert!(started.elapsed() >= linger, "{:?}", started.elapsed());
+        assert_eq!(batch.iter().map(|d| d.events).sum::<u32>(), 1);
+    }
+
+    #[test]
+    fn the_linger_grows_with_the_stores_writes_within_ten_times_the_configured_one() {
+        let ms = Duration::from_millis;
+        // A quick store: the configured linger.
+        assert_eq!(linger_after(ms(0), ms(100)), ms(100));
+        assert_eq!(linger_after(ms(20), ms(100)), ms(100));
+        // A slower one: four times its last write.
+        assert_eq!(linger_after(ms(60), ms(100)), ms(240));
+        assert_eq!(linger_after(ms(200), ms(100)), ms(800));
+        // Never past ten times the configured linger.
+        assert_eq!(linger_after(ms(400), ms(100)), ms(1000));
+        assert_eq!(linger_after(Duration::MAX, ms(100)), ms(1000));
+        // No linger configured stays none.
+        assert_eq!(linger_after(ms(500), ms(0)), ms(0));
     }
 }

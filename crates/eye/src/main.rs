@@ -117,7 +117,7 @@ struct ServeArgs {
     /// Most events the worker stores per transaction [default: 50000].
     #[arg(long, env = "EYE_WORKER_BATCH_SIZE")]
     worker_batch_size: Option<usize>,
-    /// How long a small worker batch waits for more events, in milliseconds [default: 100].
+    /// How long a small worker batch waits for more events, in milliseconds; up to ten times longer under load [default: 100].
     #[arg(long, env = "EYE_WORKER_LINGER_MS")]
     worker_linger_ms: Option<u64>,
     /// Longest graceful shutdown, in milliseconds [default: 10000].
