@@ -32,7 +32,8 @@ pub struct Settings {
     pub worker_batch_size: usize,
     /// How long (milliseconds) a small batch waits for more events before it is stored
     /// while the store is quick; under load the worker waits longer (four times its last
-    /// write, at most ten times this), and never once a full batch is waiting.
+    /// write, at most ten times this, while events keep coming), and never once a full
+    /// batch is waiting.
     pub worker_linger_ms: u64,
     /// How long a graceful shutdown may take (milliseconds) before the process exits.
     pub shutdown_timeout_ms: u64,

@@ -94,8 +94,9 @@ impl Worker {
 
     /// Tops up a batch smaller than `batch_size` with what arrives within
     /// [`Worker::linger`]. The wait ends early once a full batch is waiting (lingering
-    /// longer would only hold back a full queue) or on a stop. A failure to fetch more
-    /// keeps what was fetched.
+    /// longer would only hold back a full queue), or on a stop; past the configured
+    /// linger, also once no event came in the last `LINGER_POLL`, so that the end of a
+    /// load is stored at once. A failure to fetch more keeps what was fetched.
     async fn linger_for_more(
         &self,
         mut deliveries: Vec<Delivery>,
@@ -105,9 +106,11 @@ impl Worker {
         if deliveries.is_empty() || events >= self.batch_size || self.linger.is_zero() {
             return deliveries;
         }
-        let deadline = tokio::time::Instant::now() + self.linger();
+        let started = tokio::time::Instant::now();
+        let (configured, deadline) = (started + self.linger, started + self.linger());
         // The queue's depth counts the events just fetched: they are not acknowledged.
-        while self.queue.depth() < self.batch_size as u64 {
+        let mut depth = self.queue.depth();
+        while depth < self.batch_size as u64 {
             let now = tokio::time::Instant::now();
             if now >= deadline {
                 break;
@@ -115,6 +118,10 @@ impl Worker {
             tokio::select! {
                 _ = stop.changed() => break,
                 _ = tokio::time::sleep((deadline - now).min(LINGER_POLL)) => {}
+            }
+            let before = std::mem::replace(&mut depth, self.queue.depth());
+            if depth <= before && tokio::time::Instant::now() >= configured {
+                break;
             }
         }
         match self
@@ -321,6 +328,27 @@ mod tests {
         .await
         .expect("the linger ends once a full batch waits, not after its 30 s");
         assert_eq!(batch.iter().map(|d| d.events).sum::<u32>(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_linger_stretched_by_slow_writes_ends_when_events_stop_coming() {
+        let dir = tempfile::tempdir().unwrap();
+        let (worker, queue) = worker(dir.path(), Duration::from_millis(200));
+        // A slow last write: the linger is stretched to its most, 2 s.
+        worker.last_write_micros.store(5_000_000, Ordering::Relaxed);
+        assert_eq!(worker.linger(), Duration::from_secs(2));
+        queue.enqueue(vec![events(1)]).await.unwrap();
+        let first = queue.fetch(3, Duration::ZERO).await.unwrap();
+        let (_stop, mut stopped) = watch::channel(false);
+        let started = std::time::Instant::now();
+        let batch = worker.linger_for_more(first, &mut stopped).await;
+        let waited = started.elapsed();
+        // Nothing more came: the configured 200 ms, not the stretched 2 s.
+        assert!(
+            waited >= Duration::from_millis(200) && waited < Duration::from_millis(1500),
+            "{waited:?}"
+        );
+        assert_eq!(batch.iter().map(|d| d.events).sum::<u32>(), 1);
     }
 
     #[tokio::test]
