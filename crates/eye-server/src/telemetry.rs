@@ -115,6 +115,8 @@ pub struct Metrics {
     pub resident_memory: Gauge,
     pub requests: Family<RequestLabels, Histogram>,
     pub worker_batch_events: Histogram,
+    /// How long the worker's last batch waited for more events.
+    pub worker_linger_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub store_write_seconds: Histogram,
     pub event_lag_seconds: Histogram,
 }
@@ -140,6 +142,7 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.000_05, 2.0, 19))
         });
         let worker_batch_events = Histogram::new(exponential_buckets(1.0, 2.0, 16));
+        let worker_linger_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         let store_write_seconds = Histogram::new(exponential_buckets(0.000_1, 2.0, 18));
         let event_lag_seconds = Histogram::new(exponential_buckets(0.000_5, 1.5, 32));
         registry.register(
@@ -218,6 +221,11 @@ impl Metrics {
             worker_batch_events.clone(),
         );
         registry.register(
+            "eye_worker_linger_seconds",
+            "How long the worker's last batch waited for more events (longer under load; 0 when it was full at once)",
+            worker_linger_seconds.clone(),
+        );
+        registry.register(
             "eye_store_write_duration_seconds",
             "Duration of one worker batch's store transaction",
             store_write_seconds.clone(),
@@ -244,6 +252,7 @@ impl Metrics {
             resident_memory,
             requests,
             worker_batch_events,
+            worker_linger_seconds,
             store_write_seconds,
             event_lag_seconds,
         })

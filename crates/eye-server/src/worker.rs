@@ -103,7 +103,11 @@ impl Worker {
         stop: &mut watch::Receiver<bool>,
     ) -> Vec<Delivery> {
         let events: usize = deliveries.iter().map(|d| d.events as usize).sum();
-        if deliveries.is_empty() || events >= self.batch_size || self.linger.is_zero() {
+        if deliveries.is_empty() {
+            return deliveries;
+        }
+        if events >= self.batch_size || self.linger.is_zero() {
+            self.metrics.worker_linger_seconds.set(0.0);
             return deliveries;
         }
         let started = tokio::time::Instant::now();
@@ -126,6 +130,9 @@ impl Worker {
                 break;
             }
         }
+        self.metrics
+            .worker_linger_seconds
+            .set(started.elapsed().as_secs_f64());
         match self
             .queue
             .fetch(self.batch_size - events, Duration::ZERO)

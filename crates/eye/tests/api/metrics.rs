@@ -39,6 +39,10 @@ async fn metrics_count_accepted_rejected_stored_and_recorded_events() {
         "request histogram by route and status:\n{text}"
     );
     assert!(sample(&text, "eye_event_lag_seconds_count").unwrap() >= 2.0);
+    // The batch of four waited the configured 100 ms for more, and no longer: nothing
+    // more came, and the store is quick.
+    let linger = sample(&text, "eye_worker_linger_seconds").expect("the worker's linger");
+    assert!((0.1..1.0).contains(&linger), "lingered {linger} s");
     // Failures by reason and type: registered types by name, the rest as `other`.
     for (reason, r#type) in [
         ("missing_field", "other"),
