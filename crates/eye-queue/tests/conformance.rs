@@ -59,11 +59,20 @@ fn nats() -> Option<Backend> {
         eprintln!("skipping the NATS back end: {url} does not answer ({error})");
         return None;
     }
+    // A stream of its own for every test: the tests of this file run at once, and a
+    // clock reading alone once gave two of them the same stream (one test then fetched
+    // the other's messages). The counter separates the tests, the process id and the
+    // time separate runs.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    let stream = format!("EYE_QUEUE_TEST_{nanos:x}");
+    let stream = format!(
+        "EYE_QUEUE_TEST_{}_{}_{nanos:x}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     let mut options = NatsOptions::new(url.clone(), stream.clone());
     options.ack_wait = Duration::from_secs(1);
     Some(Backend {

@@ -62,11 +62,7 @@ pub fn use_postgres_store(data_dir: &Path) -> Option<String> {
     if !postgres_mode() {
         return None;
     }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let schema = format!("eye_test_{nanos:x}");
+    let schema = format!("eye_test_{}", unique_suffix());
     run_sql(format!("CREATE SCHEMA {schema}"));
     let base = test_database_url();
     let url = eye_store::postgres::in_schema(&base, &schema);
@@ -576,4 +572,17 @@ pub fn try_create_user(data_dir: &Path, email: &str, role: &str, password: &str)
 pub fn create_user(data_dir: &Path, email: &str, role: &str, password: &str) {
     let (ok, stderr) = try_create_user(data_dir, email, role, password);
     assert!(ok, "eye user create failed: {stderr}");
+}
+
+/// A part of a name (schema, stream) that no other test of this run and no other run
+/// has: the tests run at once, and a clock reading alone can repeat (the queue's
+/// conformance tests once got the same NATS stream twice).
+pub fn unique_suffix() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let next = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{nanos:x}_{}_{next}", std::process::id())
 }

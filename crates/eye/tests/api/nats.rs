@@ -40,15 +40,7 @@ fn nats_available(url: &str) -> bool {
 
 /// A stream name of its own for each test run, so tests never share messages.
 fn fresh_stream() -> String {
-    format!("EYE_TEST_{}", uuid_like())
-}
-
-fn uuid_like() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{:x}{:x}", nanos, std::process::id())
+    format!("EYE_TEST_{}", crate::helpers::unique_suffix())
 }
 
 pub struct Process(pub Child);

@@ -84,11 +84,7 @@ fn web_app_tokens(data: &std::path::Path, url: &str) -> (String, String) {
 
 /// A new, empty PostgreSQL schema named after `prefix` and the time.
 fn new_schema(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let schema = format!("{prefix}_{nanos:x}");
+    let schema = format!("{prefix}_{}", crate::helpers::unique_suffix());
     run_sql(format!("CREATE SCHEMA {schema}"));
     schema
 }
