@@ -23,9 +23,10 @@ pub struct Worker {
     pub store: Arc<dyn Store>,
     pub batch_size: usize,
     /// The shortest wait of a batch smaller than `batch_size` for more events (see
-    /// [`Worker::linger`]). A store commit has a large fixed cost (an fsync, index pages
-    /// rewritten), so a worker that keeps up should still commit thousands of events at
-    /// a time: lingering 100 ms doubles the store's throughput for 100 ms of lag.
+    /// [`Worker::current_linger`]). A store commit has a large fixed cost (an fsync,
+    /// index pages rewritten), so a worker that keeps up should still commit thousands
+    /// of events at a time: lingering 100 ms doubles the store's throughput for 100 ms
+    /// of lag.
     pub linger: Duration,
     /// The future-timestamp rule and the schemas.
     pub checker: Arc<Checker>,
@@ -87,16 +88,16 @@ impl Worker {
     /// configured linger. Each event then costs the store less (one transaction's index
     /// pages are shared by more events) exactly when the cores are scarce; an idle
     /// server still stores an event within the configured linger.
-    pub fn linger(&self) -> Duration {
+    pub fn current_linger(&self) -> Duration {
         let last_write = Duration::from_micros(self.last_write_micros.load(Ordering::Relaxed));
         linger_after(last_write, self.linger)
     }
 
     /// Tops up a batch smaller than `batch_size` with what arrives within
-    /// [`Worker::linger`]. The wait ends early once a full batch is waiting (lingering
-    /// longer would only hold back a full queue), or on a stop; past the configured
-    /// linger, also once no event came in the last `LINGER_POLL`, so that the end of a
-    /// load is stored at once. A failure to fetch more keeps what was fetched.
+    /// [`Worker::current_linger`]. The wait ends early once a full batch is waiting
+    /// (lingering longer would only hold back a full queue), or on a stop; past the
+    /// configured linger, also once no event came in the last `LINGER_POLL`, so that
+    /// the end of a load is stored at once. A failure to fetch more keeps what was fetched.
     async fn linger_for_more(
         &self,
         mut deliveries: Vec<Delivery>,
@@ -111,7 +112,7 @@ impl Worker {
             return deliveries;
         }
         let started = tokio::time::Instant::now();
-        let (configured, deadline) = (started + self.linger, started + self.linger());
+        let (configured, deadline) = (started + self.linger, started + self.current_linger());
         // The queue's depth counts the events just fetched: they are not acknowledged.
         // (NATS's depth is read twice a second, so there the stretch beyond the
         // configured linger nearly always ends at its first look: the old fixed linger.)
@@ -345,7 +346,7 @@ mod tests {
         let (worker, queue) = worker(dir.path(), Duration::from_millis(200));
         // A slow last write: the linger is stretched to its most, 2 s.
         worker.last_write_micros.store(5_000_000, Ordering::Relaxed);
-        assert_eq!(worker.linger(), Duration::from_secs(2));
+        assert_eq!(worker.current_linger(), Duration::from_secs(2));
         queue.enqueue(vec![events(1)]).await.unwrap();
         let first = queue.fetch(3, Duration::ZERO).await.unwrap();
         let (_stop, mut stopped) = watch::channel(false);
