@@ -45,6 +45,8 @@ pub struct Settings {
     pub unknown_event_types: UnknownTypePolicy,
     /// The store: unset for the embedded one, or `postgres://user@host:port/db`.
     pub database_url: Option<String>,
+    /// The PostgreSQL password when it is not in `database_url`.
+    pub database_password: Option<Secret>,
     /// The queue: unset for the embedded one, or `nats://host:port[,nats://...]`.
     pub queue_url: Option<String>,
     /// The JetStream stream's name; deployments sharing a NATS use different names.
@@ -85,6 +87,7 @@ impl Default for Settings {
             max_payload_depth: 32,
             unknown_event_types: UnknownTypePolicy::Accept,
             database_url: None,
+            database_password: None,
             queue_url: None,
             nats_stream: "EYE_EVENTS".to_owned(),
             nats_replicas: 1,
@@ -94,6 +97,29 @@ impl Default for Settings {
             rate_limit_burst: 0,
             admin_session_minutes: 12 * 60,
         }
+    }
+}
+
+/// A secret setting: its `Debug` form never shows the value.
+#[derive(Clone, PartialEq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Secret(value)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
     }
 }
 

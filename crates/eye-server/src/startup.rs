@@ -151,7 +151,8 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
             Ok(Arc::new(store))
         }
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            let store = PgStore::connect(url)
+            let password = settings.database_password.as_ref().map(|p| p.expose());
+            let store = PgStore::connect_with_password(url, password)
                 .await
                 .context("opening the PostgreSQL store (set --database-url or EYE_DATABASE_URL)")?;
             Ok(Arc::new(store))
@@ -265,6 +266,11 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The store this application serves, for actions at start (a bootstrap user).
+    pub fn store(&self) -> &dyn Store {
+        self.state.store.as_ref()
     }
 
     pub fn port(&self) -> u16 {

@@ -115,6 +115,22 @@ pub async fn create_user(
     Ok(id)
 }
 
+/// Creates the admin user `email` unless a user has that email already (whatever its
+/// role or password: a bootstrap setting left in place never overrides what was changed
+/// since). True when it was created.
+pub async fn ensure_admin(
+    store: &dyn Store,
+    email: &str,
+    password: &str,
+) -> Result<bool, UserError> {
+    let actor = Actor::Cli("bootstrap".to_owned());
+    match create_user(store, &actor, email, password, Role::Admin).await {
+        Ok(_) => Ok(true),
+        Err(UserError::Exists(_)) => Ok(false),
+        Err(other) => Err(other),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -136,9 +136,18 @@ impl PgStore {
     /// Connects to `url` (`postgres://user@host:port/db`), and applies pending
     /// migrations under an advisory lock.
     pub async fn connect(url: &str) -> Result<Self> {
-        let config: tokio_postgres::Config = url
+        Self::connect_with_password(url, None).await
+    }
+
+    /// Like `connect`, with the password given apart from the URL (from a secret file,
+    /// say); it replaces one the URL may hold.
+    pub async fn connect_with_password(url: &str, password: Option<&str>) -> Result<Self> {
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Postgres(format!("the database URL is invalid: {e}")))?;
+        if let Some(password) = password {
+            config.password(password);
+        }
         let manager = Manager::from_config(
             config,
             NoTls,

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use eye_core::EventType;
 use eye_core::auth::Scope;
 use eye_core::schema::SchemaMode;
@@ -17,6 +17,9 @@ use eye_server::startup::{Role, open_store};
 use eye_server::users::{self, Role as UserRole};
 use eye_server::{Application, Settings};
 use eye_store::StoreError;
+
+mod health;
+mod secret_files;
 
 // glibc's malloc showed up at ~13% of the ingest profile (many threads allocating
 // small buffers); mimalloc's thread-local free lists make that nearly disappear.
@@ -36,6 +39,15 @@ struct Cli {
     /// store in the data directory].
     #[arg(long, global = true, env = "EYE_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// The PostgreSQL password, when it is not in the URL (best from a file:
+    /// EYE_DATABASE_PASSWORD_FILE).
+    #[arg(
+        long,
+        global = true,
+        env = "EYE_DATABASE_PASSWORD",
+        hide_env_values = true
+    )]
+    database_password: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -62,6 +74,9 @@ enum Command {
     /// Manage the people who log in to the admin UI.
     #[command(subcommand)]
     User(UserCommand),
+    /// Ask a running server whether it is healthy (exit 0) or not (exit 1): the
+    /// container image's health check, which needs no curl or shell.
+    Health(HealthArgs),
     /// Print the audit log of management actions, newest first.
     Audit {
         #[arg(long, default_value_t = 100)]
@@ -160,6 +175,34 @@ struct ServeArgs {
     /// How long an admin-UI login lasts, in minutes [default: 720].
     #[arg(long, env = "EYE_ADMIN_SESSION_MINUTES")]
     admin_session_minutes: Option<u64>,
+    #[command(flatten)]
+    bootstrap: BootstrapArgs,
+}
+
+/// A first admin user made at start when it does not exist yet, so that a container
+/// can be set up without an interactive shell.
+#[derive(Args, Default)]
+struct BootstrapArgs {
+    /// Email of an admin user to create at start if no user has it.
+    #[arg(long, env = "EYE_BOOTSTRAP_ADMIN_EMAIL")]
+    bootstrap_admin_email: Option<String>,
+    /// That user's password (best from a file: EYE_BOOTSTRAP_ADMIN_PASSWORD_FILE).
+    #[arg(long, env = "EYE_BOOTSTRAP_ADMIN_PASSWORD", hide_env_values = true)]
+    bootstrap_admin_password: Option<String>,
+}
+
+#[derive(Args)]
+struct HealthArgs {
+    /// The address the server listens on; a wildcard address is probed on loopback
+    /// [default: 127.0.0.1:8000].
+    #[arg(long, env = "EYE_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Ask /readyz (the store answers and the queue has room) instead of /healthz.
+    #[arg(long)]
+    ready: bool,
+    /// How long to wait for the answer, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    timeout_ms: u64,
 }
 
 #[derive(Subcommand)]
@@ -219,18 +262,25 @@ enum TokenCommand {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let quiet = !matches!(
+    let command = secret_files::apply(Cli::command())?;
+    let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
+    let server = matches!(
         cli.command,
         Command::Serve(_) | Command::Api(_) | Command::Worker(_)
     );
-    init_logging(quiet);
+    init_logging(server);
+    if let Command::Health(args) = &cli.command {
+        return health(args);
+    }
     let mut settings = Settings::from_file(cli.config.as_deref())?;
     if let Some(dir) = cli.data_dir {
         settings.data_dir = dir;
     }
     if let Some(url) = cli.database_url {
         settings.database_url = Some(url);
+    }
+    if let Some(password) = cli.database_password {
+        settings.database_password = Some(password.into());
     }
     // SQLite calls run on the blocking pool. A small pool bounds memory (each thread
     // keeps its own allocator heap) at no cost in speed: the store has one writer and a
@@ -242,9 +292,10 @@ fn main() -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve(apply(settings, args), Role::All).await,
-            Command::Api(args) => serve(apply(settings, args), Role::Api).await,
-            Command::Worker(args) => serve(apply(settings, args), Role::Worker).await,
+            Command::Serve(args) => serve(settings, args, Role::All).await,
+            Command::Api(args) => serve(settings, args, Role::Api).await,
+            Command::Worker(args) => serve(settings, args, Role::Worker).await,
+            Command::Health(_) => unreachable!("answered before the runtime starts"),
             Command::Migrate => {
                 open_store(&settings).await?;
                 eprintln!("the store is up to date");
@@ -259,18 +310,27 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-fn init_logging(quiet: bool) {
-    let default = if quiet { "warn" } else { "info" };
+/// Servers log at `info` to stdout, where a container runtime or a service manager
+/// collects it; other commands log warnings only, to stderr, because their stdout is
+/// their answer (`TOKEN=$(eye app create web)`).
+fn init_logging(server: bool) {
+    let default = if server { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("EYE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // Colours only for a person at a terminal: escape codes in a log file or a
     // collector's pipe are noise (and cost ~1,000 instructions per request's span).
     use std::io::IsTerminal;
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let colour = colour && (!server || std::io::stdout().is_terminal());
+    let writer = if server {
+        tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stdout)
+    } else {
+        tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr)
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     // Human-readable by default; one JSON object per line for log collectors.
     match std::env::var("EYE_LOG_FORMAT").as_deref() {
         Ok("json") => builder.json().with_current_span(true).init(),
@@ -307,6 +367,7 @@ fn apply(mut settings: Settings, args: ServeArgs) -> Settings {
         rate_limit_events_per_second,
         rate_limit_burst,
         admin_session_minutes,
+        bootstrap: _,
     } = args;
     settings.listen = listen.unwrap_or(settings.listen);
     settings.max_batch_events = max_batch_events.unwrap_or(settings.max_batch_events);
@@ -339,9 +400,32 @@ fn apply(mut settings: Settings, args: ServeArgs) -> Settings {
     settings
 }
 
-async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> {
+async fn serve(settings: Settings, mut args: ServeArgs, role: Role) -> anyhow::Result<()> {
+    let BootstrapArgs {
+        bootstrap_admin_email,
+        bootstrap_admin_password,
+    } = std::mem::take(&mut args.bootstrap);
+    // Checked before anything starts (clap's `requires` does not see a value that came
+    // from a *_FILE default).
+    let bootstrap_admin = match (bootstrap_admin_email, bootstrap_admin_password) {
+        (Some(email), Some(password)) => Some((email, password)),
+        (None, None) => None,
+        _ => bail!(
+            "a bootstrap admin needs both EYE_BOOTSTRAP_ADMIN_EMAIL and \
+             EYE_BOOTSTRAP_ADMIN_PASSWORD (or EYE_BOOTSTRAP_ADMIN_PASSWORD_FILE)"
+        ),
+    };
+    let settings = apply(settings, args);
     let deadline = std::time::Duration::from_millis(settings.shutdown_timeout_ms);
     let app = Application::build_as(settings, role).await?;
+    if let Some((email, password)) = bootstrap_admin {
+        let created = users::ensure_admin(app.store(), &email, &password)
+            .await
+            .context("creating the bootstrap admin user (EYE_BOOTSTRAP_ADMIN_EMAIL)")?;
+        if created {
+            tracing::info!(%email, "created the bootstrap admin user");
+        }
+    }
     // Tests and scripts read this line to find the port when listening on port 0.
     eprintln!("eye: listening on http://{}", app.local_addr());
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
@@ -381,6 +465,27 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+fn health(args: &HealthArgs) -> anyhow::Result<()> {
+    let listen = args.listen.unwrap_or_else(|| Settings::default().listen);
+    let address = health::probe_address(listen);
+    let path = if args.ready { "/readyz" } else { "/healthz" };
+    let timeout = std::time::Duration::from_millis(args.timeout_ms);
+    match health::get(address, path, timeout) {
+        Ok((200, body)) => {
+            println!("{}", body.trim_end());
+            Ok(())
+        }
+        Ok((status, body)) => {
+            eprintln!("{address}{path} answered {status}: {}", body.trim_end());
+            std::process::exit(1)
+        }
+        Err(error) => {
+            eprintln!("{address}{path}: {error:#}");
+            std::process::exit(1)
+        }
+    }
 }
 
 async fn app(settings: &Settings, command: AppCommand) -> anyhow::Result<()> {

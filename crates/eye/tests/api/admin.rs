@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::json;
 
-use crate::helpers::{TestApp, create_user, spawn_app};
+use crate::helpers::{TestApp, cli, create_user, eye_command, spawn_app, spawn_eye_logged};
 
 const PASSWORD: &str = "a long enough secret";
 
@@ -20,12 +20,16 @@ struct Browser {
 
 impl Browser {
     fn new(app: &TestApp) -> Browser {
+        Browser::at(&app.address)
+    }
+
+    fn at(base: &str) -> Browser {
         Browser {
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
-            base: app.address.clone(),
+            base: base.to_owned(),
             cookies: Vec::new(),
         }
     }
@@ -547,5 +551,57 @@ async fn an_expired_login_sends_you_back_to_the_login_form() {
         status,
         StatusCode::UNAUTHORIZED,
         "a form without a login is 401"
+    );
+}
+
+/// A container is set up without a shell: the first admin comes from settings, its
+/// password from a file (`*_FILE`), and a restart with the same settings changes nothing.
+#[tokio::test]
+async fn a_bootstrap_admin_from_a_password_file_can_log_in_and_is_made_once() {
+    let temp = tempfile::tempdir().unwrap();
+    let data_dir = temp.path().join("data");
+    let password_file = temp.path().join("admin_password");
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+    let password_path = password_file.display().to_string();
+    let env = [
+        ("EYE_BOOTSTRAP_ADMIN_EMAIL", "Ops@Example.com"),
+        ("EYE_BOOTSTRAP_ADMIN_PASSWORD_FILE", password_path.as_str()),
+        ("EYE_LOG", "info"),
+    ];
+    for start in 0..2 {
+        let (mut child, address, log) =
+            spawn_eye_logged(&data_dir, &["serve", "--listen", "127.0.0.1:0"], &env);
+        let mut browser = Browser::at(&address);
+        let (status, headers, _) = browser.log_in("ops@example.com", PASSWORD).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "start {start}: logged in");
+        assert_eq!(headers[LOCATION], "/admin/events");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let lines = log.lock().unwrap().join("\n");
+        assert!(!lines.contains(PASSWORD), "the password is never logged");
+        assert_eq!(
+            lines.contains("created the bootstrap admin user"),
+            start == 0,
+            "made at the first start only:\n{lines}"
+        );
+    }
+    let users = cli(&data_dir, &["user", "list"]);
+    assert_eq!(users.lines().count(), 1, "{users}");
+    assert!(users.contains("ops@example.com\tadmin"), "{users}");
+
+    // The password given both ways is a mistake, named before anything starts.
+    let output = eye_command(&data_dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .envs(env)
+        .env("EYE_BOOTSTRAP_ADMIN_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "both EYE_BOOTSTRAP_ADMIN_PASSWORD and EYE_BOOTSTRAP_ADMIN_PASSWORD_FILE are set"
+        ),
+        "{stderr}"
     );
 }

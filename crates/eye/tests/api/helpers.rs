@@ -105,10 +105,11 @@ pub fn spawn_eye(data_dir: &Path, args: &[&str]) -> (Child, String) {
     (child, address)
 }
 
-/// Every line the server writes to stderr, as it comes.
+/// Every line the server writes, as it comes: its logs (stdout) and its address
+/// (stderr).
 pub type Log = Arc<Mutex<Vec<String>>>;
 
-/// Starts `eye` with extra environment variables and keeps its stderr lines.
+/// Starts `eye` with extra environment variables and keeps its output lines.
 pub fn spawn_eye_logged(
     data_dir: &Path,
     args: &[&str],
@@ -117,24 +118,37 @@ pub fn spawn_eye_logged(
     let mut command = eye_command(data_dir);
     command
         .args(args)
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (name, value) in env {
         command.env(name, value);
     }
     let mut child = command.spawn().expect("starting eye");
-    let stderr = child.stderr.take().expect("piped stderr");
     let log: Log = Arc::default();
     let (tx, rx) = mpsc::channel();
-    let lines = Arc::clone(&log);
+    keep_lines(child.stdout.take().expect("piped stdout"), &log, None);
+    keep_lines(child.stderr.take().expect("piped stderr"), &log, Some(tx));
+    let address = rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("eye {args:?} did not report its address within 30 s"));
+    (child, address, log)
+}
+
+/// Reads `output` line by line into `log` on a thread of its own; the address line is
+/// sent to `address` when one is given.
+fn keep_lines(
+    output: impl std::io::Read + Send + 'static,
+    log: &Log,
+    mut address: Option<mpsc::Sender<String>>,
+) {
+    let lines = Arc::clone(log);
     std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines() {
+        for line in BufReader::new(output).lines() {
             let Ok(line) = line else { break };
-            if let Some(address) = line.strip_prefix("eye: listening on ")
-                && let Some(tx) = tx.take()
+            if let Some(listening) = line.strip_prefix("eye: listening on ")
+                && let Some(tx) = address.take()
             {
-                let _ = tx.send(address.to_owned());
+                let _ = tx.send(listening.to_owned());
             }
             if std::env::var_os("TEST_LOG").is_some() {
                 eprintln!("[eye] {line}");
@@ -142,10 +156,6 @@ pub fn spawn_eye_logged(
             lines.lock().unwrap().push(line);
         }
     });
-    let address = rx
-        .recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("eye {args:?} did not report its address within 30 s"));
-    (child, address, log)
 }
 
 pub struct TestApp {
