@@ -1,5 +1,5 @@
-//! The Eye's domain model: events and their parsing, timestamps, event ids, tokens and
-//! the checks the worker applies. This crate does no IO, so that the API, the worker
+//! The Eye's domain model: events and their parsing, payload limits, timestamps, event
+//! ids, tokens and reason codes. This crate does no IO, so that the API, the worker
 //! and every back end agree on one definition of an event.
 
 pub mod auth;
@@ -11,7 +11,6 @@ pub mod message;
 pub mod reason;
 pub mod schema;
 pub mod timestamp;
-pub mod validate;
 
 pub use event::{EventType, IncomingEvent, SessionId};
 pub use message::{Body, Envelope};

@@ -1,10 +1,9 @@
-//! The Eye's server: HTTP API (`routes`), authentication (`auth`), the worker that
-//! moves events from the queue to the store (`worker`), configuration (`config`) and
-//! metrics (`telemetry`), the checks shared by the worker and reprocessing
-//! (`checker`), the HTTP/1 server loop (`serve`) and the wiring of all of it (`startup`). Only this crate knows HTTP.
+//! The Eye's server: HTTP API (`routes`), authentication (`auth`), configuration
+//! (`config`) and metrics (`telemetry`), the HTTP/1 server loop (`serve`) and the
+//! wiring of all of it with the pipeline's worker (`startup`). Only this crate knows
+//! HTTP.
 
 pub mod auth;
-pub mod checker;
 pub mod config;
 pub mod cors;
 pub mod edges;
@@ -18,7 +17,6 @@ pub mod serve;
 pub mod startup;
 pub mod telemetry;
 pub mod users;
-pub mod worker;
 
 pub use config::Settings;
 pub use startup::{AppState, Application, router};

@@ -16,12 +16,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::Authenticator;
-use crate::checker::Checker;
 use crate::config::Settings;
 use crate::error;
 use crate::routes::{errors, event_types, events, health, ingest, manage, sessions, stats};
 use crate::telemetry::{self, Metrics};
-use crate::worker::Worker;
+use eye_pipeline::{Checker, Worker};
 
 /// What every handler can reach. One `Arc` around it all, so that handing the state to
 /// a request costs one atomic increment rather than one per field.
@@ -228,15 +227,14 @@ impl Application {
             .refresh_if_stale()
             .await
             .context("loading the schema registry")?;
-        let worker = Worker {
-            metrics: metrics.clone(),
-            queue: queue.clone(),
-            store: store.clone(),
-            batch_size: settings.worker_batch_size,
-            linger: Duration::from_millis(settings.worker_linger_ms),
-            checker: checker.clone(),
-            last_write_micros: Default::default(),
-        };
+        let worker = Worker::new(
+            queue.clone(),
+            store.clone(),
+            checker.clone(),
+            metrics.pipeline.clone(),
+            settings.worker_batch_size,
+            Duration::from_millis(settings.worker_linger_ms),
+        );
         let rate_limiter = crate::rate_limit::RateLimiter::new(
             settings.rate_limit_events_per_second,
             settings.rate_limit_burst,

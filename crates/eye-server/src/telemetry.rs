@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use eye_pipeline::PipelineMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -22,14 +23,6 @@ pub struct RequestLabels {
     pub method: &'static str,
     pub route: &'static str,
     pub status: u16,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FailureLabels {
-    pub reason: String,
-    /// `category/name` for registered types; `other` for the rest, whose names come
-    /// from clients and would make the label set unbounded.
-    pub r#type: String,
 }
 
 /// The routes as labels. Static strings keep the per-request bookkeeping free of
@@ -99,26 +92,17 @@ pub fn method_label(method: &axum::http::Method) -> &'static str {
 
 pub struct Metrics {
     registry: Registry,
+    /// The worker's metrics, registered here.
+    pub pipeline: PipelineMetrics,
     pub events_accepted: Counter,
     pub events_rejected: Counter,
-    pub events_stored: Counter,
-    pub events_duplicate: Counter,
-    pub errors_recorded: Counter,
-    pub warnings_recorded: Counter,
     pub errors_reprocessed: Counter,
-    pub store_write_failures: Counter,
     /// Ingest requests that found the queue full and waited for room.
     pub ingest_waits: Counter,
-    pub validation_failures: Family<FailureLabels, Counter>,
     pub queue_depth: Gauge,
     pub queue_oldest_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub resident_memory: Gauge,
     pub requests: Family<RequestLabels, Histogram>,
-    pub worker_batch_events: Histogram,
-    /// How long the worker's last batch waited for more events.
-    pub worker_linger_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
-    pub store_write_seconds: Histogram,
-    pub event_lag_seconds: Histogram,
 }
 
 impl Metrics {
@@ -126,14 +110,8 @@ impl Metrics {
         let mut registry = Registry::default();
         let events_accepted = Counter::default();
         let events_rejected = Counter::default();
-        let events_stored = Counter::default();
-        let events_duplicate = Counter::default();
-        let errors_recorded = Counter::default();
-        let warnings_recorded = Counter::default();
         let errors_reprocessed = Counter::default();
-        let store_write_failures = Counter::default();
         let ingest_waits = Counter::default();
-        let validation_failures = Family::<FailureLabels, Counter>::default();
         let queue_depth = Gauge::default();
         let queue_oldest_age = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         let resident_memory = Gauge::default();
@@ -141,10 +119,6 @@ impl Metrics {
         let requests = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.000_05, 2.0, 19))
         });
-        let worker_batch_events = Histogram::new(exponential_buckets(1.0, 2.0, 16));
-        let worker_linger_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
-        let store_write_seconds = Histogram::new(exponential_buckets(0.000_1, 2.0, 18));
-        let event_lag_seconds = Histogram::new(exponential_buckets(0.000_5, 1.5, 32));
         registry.register(
             "eye_events_accepted",
             "Events accepted by ingest (answered 202)",
@@ -156,39 +130,9 @@ impl Metrics {
             events_rejected.clone(),
         );
         registry.register(
-            "eye_events_stored",
-            "Events written to the store",
-            events_stored.clone(),
-        );
-        registry.register(
-            "eye_events_duplicate",
-            "Events not stored again because their id was already stored",
-            events_duplicate.clone(),
-        );
-        registry.register(
-            "eye_errors_recorded",
-            "Records written to the error store",
-            errors_recorded.clone(),
-        );
-        registry.register(
-            "eye_warnings_recorded",
-            "Shadow-mode schema violations recorded for events that were stored",
-            warnings_recorded.clone(),
-        );
-        registry.register(
             "eye_errors_reprocessed",
             "Errors that became events after a reprocess",
             errors_reprocessed.clone(),
-        );
-        registry.register(
-            "eye_store_write_failures",
-            "Worker batch writes that failed and were retried (store unreachable or refusing)",
-            store_write_failures.clone(),
-        );
-        registry.register(
-            "eye_validation_failures",
-            "Events recorded as errors or shadow-mode warnings, by reason and event type",
-            validation_failures.clone(),
         );
         registry.register(
             "eye_ingest_queue_full_waits",
@@ -215,46 +159,19 @@ impl Metrics {
             "HTTP request duration by method, route and status",
             requests.clone(),
         );
-        registry.register(
-            "eye_worker_batch_events",
-            "Messages per worker batch",
-            worker_batch_events.clone(),
-        );
-        registry.register(
-            "eye_worker_linger_seconds",
-            "How long the worker's last batch waited for more events (longer under load; 0 when it was full at once)",
-            worker_linger_seconds.clone(),
-        );
-        registry.register(
-            "eye_store_write_duration_seconds",
-            "Duration of one worker batch's store transaction",
-            store_write_seconds.clone(),
-        );
-        registry.register(
-            "eye_event_lag_seconds",
-            "Time from an event's reception to its storage",
-            event_lag_seconds.clone(),
-        );
+        let pipeline = PipelineMetrics::default();
+        pipeline.register(&mut registry);
         Arc::new(Metrics {
             registry,
+            pipeline,
             events_accepted,
             events_rejected,
-            events_stored,
-            events_duplicate,
-            errors_recorded,
-            warnings_recorded,
             errors_reprocessed,
-            store_write_failures,
             ingest_waits,
-            validation_failures,
             queue_depth,
             queue_oldest_age,
             resident_memory,
             requests,
-            worker_batch_events,
-            worker_linger_seconds,
-            store_write_seconds,
-            event_lag_seconds,
         })
     }
 

@@ -320,7 +320,11 @@ pub(crate) async fn reprocess(
         let outcome = state.store.resolve_errors(resolutions).await?;
         total.reprocessed += outcome.reprocessed;
         total.still_invalid += outcome.still_invalid;
-        state.metrics.events_stored.inc_by(outcome.reprocessed);
+        state
+            .metrics
+            .pipeline
+            .events_stored
+            .inc_by(outcome.reprocessed);
         state.metrics.errors_reprocessed.inc_by(outcome.reprocessed);
     }
     crate::management::audit(

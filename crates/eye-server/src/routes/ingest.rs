@@ -10,9 +10,8 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use eye_core::auth::Scope;
 use eye_core::body::{self, BodyError, BodyFormat};
-use eye_core::limits::PayloadLimits;
-use eye_core::{Body as MessageBody, Envelope, IncomingEvent, Rejection, Timestamp, ids};
-use eye_queue::Message;
+use eye_core::{Body as MessageBody, Envelope, Rejection, Timestamp};
+use eye_pipeline::accept;
 use http_body_util::BodyExt;
 use serde::Serialize;
 use serde_json::json;
@@ -130,30 +129,8 @@ async fn ingest(state: &AppState, request: Request) -> Result<Response, ApiError
         ));
     }
 
-    let payload_limits = limits.payload_limits();
-    let envelopes: Vec<Envelope> = elements
-        .into_iter()
-        .map(|raw| envelope_for(raw, app_id, received_at, &payload_limits))
-        .collect();
-    let messages = if state.queue.one_message_per_event() {
-        // A queue that de-duplicates by message id gets the event id as that id, so a
-        // resent event is dropped by the queue itself.
-        envelopes
-            .iter()
-            .map(|envelope| Message {
-                payload: Envelope::encode_all(std::slice::from_ref(envelope)),
-                events: 1,
-                id: Some(envelope.id.to_string()),
-            })
-            .collect()
-    } else {
-        // One request, one queue message: a batch costs one row, whatever its size.
-        vec![Message {
-            payload: Envelope::encode_all(&envelopes),
-            events: envelopes.len() as u32,
-            id: None,
-        }]
-    };
+    let envelopes = accept::envelopes(elements, app_id, received_at, &limits.payload_limits());
+    let messages = accept::messages(&envelopes, state.queue.one_message_per_event());
     state.queue.enqueue(messages).await.map_err(|error| {
         tracing::error!(%error, "enqueue failed");
         ApiError::unavailable(
@@ -275,33 +252,6 @@ async fn wait_for_room(state: &AppState, events: u64) -> Result<(), u64> {
         if now + POLL >= deadline {
             return Err(depth);
         }
-    }
-}
-
-fn envelope_for(
-    raw: &RawValue,
-    app_id: i64,
-    received_at: i64,
-    payload_limits: &PayloadLimits,
-) -> Envelope {
-    let parsed = IncomingEvent::parse(raw)
-        .and_then(|event| payload_limits.check(&event.data).map(|()| event));
-    match parsed {
-        Ok(event) => Envelope {
-            id: ids::event_id(app_id, event.client_id.as_deref()),
-            app_id,
-            received_at,
-            body: MessageBody::Event(event),
-        },
-        Err(rejection) => Envelope {
-            id: ids::new_event_id(),
-            app_id,
-            received_at,
-            body: MessageBody::Rejected {
-                rejection,
-                raw: raw.to_owned(),
-            },
-        },
     }
 }
 

@@ -79,8 +79,8 @@ pub async fn sample_until_stopped(state: AppState, mut shutdown: watch::Receiver
         state.samples.push(Sample {
             at_secs: Timestamp::now().as_micros() as f64 / 1e6,
             accepted: metrics.events_accepted.get(),
-            stored: metrics.events_stored.get(),
-            errors: metrics.events_rejected.get() + metrics.errors_recorded.get(),
+            stored: metrics.pipeline.events_stored.get(),
+            errors: metrics.events_rejected.get() + metrics.pipeline.refusals_recorded.get(),
         });
     }
 }

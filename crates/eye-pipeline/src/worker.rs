@@ -14,24 +14,24 @@ use eye_queue::{Delivery, Queue};
 use eye_store::{Processed, Store, WriteOutcome};
 use tokio::sync::watch;
 
-use crate::checker::Checker;
-use crate::telemetry::Metrics;
+use crate::checks::Checker;
+use crate::metrics::{FailureLabels, PipelineMetrics};
 
 pub struct Worker {
-    pub metrics: Arc<Metrics>,
-    pub queue: Arc<dyn Queue>,
-    pub store: Arc<dyn Store>,
-    pub batch_size: usize,
+    metrics: PipelineMetrics,
+    queue: Arc<dyn Queue>,
+    store: Arc<dyn Store>,
+    batch_size: usize,
     /// The shortest wait of a batch smaller than `batch_size` for more events (see
     /// [`Worker::current_linger`]). A store commit has a large fixed cost (an fsync,
     /// index pages rewritten), so a worker that keeps up should still commit thousands
     /// of events at a time: lingering 100 ms doubles the store's throughput for 100 ms
     /// of lag.
-    pub linger: Duration,
+    linger: Duration,
     /// The future-timestamp rule and the schemas.
-    pub checker: Arc<Checker>,
+    checker: Arc<Checker>,
     /// How long the last store write took, in microseconds.
-    pub(crate) last_write_micros: AtomicU64,
+    last_write_micros: AtomicU64,
 }
 
 /// Under load a small batch waits this many times as long as the last write took...
@@ -56,6 +56,25 @@ fn linger_after(last_write: Duration, linger: Duration) -> Duration {
 }
 
 impl Worker {
+    pub fn new(
+        queue: Arc<dyn Queue>,
+        store: Arc<dyn Store>,
+        checker: Arc<Checker>,
+        metrics: PipelineMetrics,
+        batch_size: usize,
+        linger: Duration,
+    ) -> Worker {
+        Worker {
+            metrics,
+            queue,
+            store,
+            batch_size,
+            linger,
+            checker,
+            last_write_micros: AtomicU64::new(0),
+        }
+    }
+
     /// Processes batches until `stop` turns true, then drains what is already queued.
     pub async fn run_until_stopped(self, mut stop: watch::Receiver<bool>) {
         while !*stop.borrow() {
@@ -201,7 +220,7 @@ impl Worker {
         let metrics = &self.metrics;
         metrics.events_stored.inc_by(outcome.stored);
         metrics.events_duplicate.inc_by(outcome.duplicates);
-        metrics.errors_recorded.inc_by(outcome.errors);
+        metrics.refusals_recorded.inc_by(outcome.errors);
         metrics.warnings_recorded.inc_by(outcome.warnings);
         metrics.worker_batch_events.observe(batch.len() as f64);
         metrics.store_write_seconds.observe(took.as_secs_f64());
@@ -237,7 +256,7 @@ impl Worker {
         };
         self.metrics
             .validation_failures
-            .get_or_create(&crate::telemetry::FailureLabels {
+            .get_or_create(&FailureLabels {
                 reason: reason.to_owned(),
                 r#type,
             })
@@ -303,15 +322,14 @@ mod tests {
             limits: eye_core::limits::PayloadLimits::default(),
             clock_skew_micros: 0,
         });
-        let worker = Worker {
-            metrics: Metrics::new(),
-            queue: queue.clone(),
+        let worker = Worker::new(
+            queue.clone(),
             store,
-            batch_size: 3,
-            linger,
             checker,
-            last_write_micros: AtomicU64::new(0),
-        };
+            PipelineMetrics::default(),
+            3,
+            linger,
+        );
         (worker, queue)
     }
 

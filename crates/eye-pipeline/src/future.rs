@@ -1,7 +1,7 @@
-//! The worker's checks on an accepted event. For now: the future-timestamp rule.
+//! The future-timestamp rule: an event may not claim to have happened after it was
+//! received (or sent), beyond the clock-skew allowance.
 
-use crate::event::IncomingEvent;
-use crate::reason::Rejection;
+use eye_core::{IncomingEvent, Rejection};
 
 /// Checks `event` received at `received_at` (microseconds) against the clock-skew
 /// allowance. With `sent_at`, the client's own clock is the reference, which makes the

@@ -1,6 +1,11 @@
-//! The checks an event passes after the API accepted its shape: the future-timestamp
-//! rule and its type's schema. The worker applies them to queued events, and a
-//! reprocess applies them (after the API's own parse and payload limits) to errors.
+//! Every check an event goes through, in the order it meets them:
+//!
+//! 1. at acceptance, in the API (`accept`): its shape (`IncomingEvent::parse`, strict,
+//!    naming the field at fault) and its payload's size, depth and JSON hygiene
+//!    (`PayloadLimits::check`); a refused element is queued as a refusal;
+//! 2. in the worker (`Checker::check`): the future-timestamp rule (`future`), then its
+//!    type's JSON Schema (`eye_schema::Registry`);
+//! 3. reprocessing a refused event (`Checker::recheck`) reruns 1 and 2 on its raw JSON.
 //!
 //! The schema registry is reloaded from the store when it is older than
 //! [`REFRESH_EVERY`], so a schema change made by any process applies within a second.
@@ -9,12 +14,38 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eye_core::limits::PayloadLimits;
-use eye_core::validate::check_not_in_future;
-use eye_core::{IncomingEvent, Rejection};
+use eye_core::{Body, Envelope, IncomingEvent, Rejection, ids};
 use eye_schema::{Check, Registry};
 use eye_store::{OpenError, Processed, Resolution, Store};
 use serde_json::value::RawValue;
 use uuid::Uuid;
+
+use crate::future::check_not_in_future;
+
+/// The acceptance checks on one element of a request: an event with its id (derived
+/// from the client's `id` when it sent one, so a resend gets the same id), or a
+/// refusal with a fresh id that keeps the raw element for the error store.
+pub fn accept(raw: &RawValue, app_id: i64, received_at: i64, limits: &PayloadLimits) -> Envelope {
+    let parsed =
+        IncomingEvent::parse(raw).and_then(|event| limits.check(&event.data).map(|()| event));
+    match parsed {
+        Ok(event) => Envelope {
+            id: ids::event_id(app_id, event.client_id.as_deref()),
+            app_id,
+            received_at,
+            body: Body::Event(event),
+        },
+        Err(rejection) => Envelope {
+            id: ids::new_event_id(),
+            app_id,
+            received_at,
+            body: Body::Rejected {
+                rejection,
+                raw: raw.to_owned(),
+            },
+        },
+    }
+}
 
 /// How old the registry may be before it is reloaded.
 pub const REFRESH_EVERY: Duration = Duration::from_millis(500);
