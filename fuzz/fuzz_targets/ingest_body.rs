@@ -28,8 +28,8 @@ fuzz_target!(|input: &[u8]| {
             let parsed = IncomingEvent::parse(raw).and_then(|e| limits.check(&e.data).map(|()| e));
             let body = match parsed {
                 Ok(event) => Body::Event(event),
-                Err(rejection) => Body::Rejected {
-                    rejection,
+                Err(refusal) => Body::Refused {
+                    refusal,
                     raw: (*raw).to_owned(),
                 },
             };

@@ -9,7 +9,7 @@
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::reason::Rejection;
+use crate::reason::Refusal;
 use crate::timestamp::Timestamp;
 
 /// Longest accepted `session_id`, `category`, `name` or client `id`, in bytes.
@@ -133,7 +133,7 @@ impl PartialEq for IncomingEvent {
 }
 
 /// The wire shape, borrowed from the request body; every field is checked by hand so
-/// that each rejection can name its field and the reason.
+/// that each refusal can name its field and the reason.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireEvent<'a> {
@@ -195,10 +195,10 @@ impl IncomingEvent {
     }
 
     /// Parses one element of an ingest body.
-    pub fn parse(raw: &RawValue) -> Result<Self, Rejection> {
+    pub fn parse(raw: &RawValue) -> Result<Self, Refusal> {
         // Checked first: serde would also read a JSON array as a struct, by position.
         if !raw.get().starts_with('{') {
-            return Err(Rejection::new(
+            return Err(Refusal::new(
                 "invalid_event",
                 "an event must be a JSON object",
                 None,
@@ -253,30 +253,30 @@ fn starts_number(raw: &RawValue) -> bool {
         .starts_with(|c: char| c == '-' || c.is_ascii_digit())
 }
 
-/// Turns serde's refusal of the element's shape into a rejection naming the field.
-fn shape_error(error: serde_json::Error) -> Rejection {
+/// Turns serde's refusal of the element's shape into a refusal naming the field.
+fn shape_error(error: serde_json::Error) -> Refusal {
     let message = error.to_string();
     let quoted = message.split('`').nth(1).map(str::to_owned);
     if message.starts_with("unknown field") {
         let field = quoted.unwrap_or_default();
-        Rejection::new(
+        Refusal::new(
             "unknown_field",
             format!("unknown field `{field}`; the payload belongs in `data`"),
             Some(&field),
         )
     } else if message.starts_with("duplicate field") {
         let field = quoted.unwrap_or_default();
-        Rejection::new(
+        Refusal::new(
             "duplicate_field",
             format!("field `{field}` appears more than once"),
             Some(&field),
         )
     } else {
-        Rejection::new("invalid_event", "an event must be a JSON object", None)
+        Refusal::new("invalid_event", "an event must be a JSON object", None)
     }
 }
 
-fn optional_str(raw: Option<&RawValue>, field: &'static str) -> Result<Option<String>, Rejection> {
+fn optional_str(raw: Option<&RawValue>, field: &'static str) -> Result<Option<String>, Refusal> {
     match raw {
         None => Ok(None),
         Some(raw) if raw.get().starts_with('"') => serde_json::from_str::<String>(raw.get())
@@ -286,9 +286,9 @@ fn optional_str(raw: Option<&RawValue>, field: &'static str) -> Result<Option<St
     }
 }
 
-fn required_str(raw: Option<&RawValue>, field: &'static str) -> Result<String, Rejection> {
+fn required_str(raw: Option<&RawValue>, field: &'static str) -> Result<String, Refusal> {
     optional_str(raw, field)?.ok_or_else(|| {
-        Rejection::new(
+        Refusal::new(
             "missing_field",
             format!("`{field}` is required"),
             Some(field),
@@ -296,9 +296,9 @@ fn required_str(raw: Option<&RawValue>, field: &'static str) -> Result<String, R
     })
 }
 
-fn parse_time(value: &str, field: &'static str) -> Result<Timestamp, Rejection> {
+fn parse_time(value: &str, field: &'static str) -> Result<Timestamp, Refusal> {
     Timestamp::parse(value).map_err(|e| {
-        Rejection::new(
+        Refusal::new(
             "invalid_timestamp",
             format!("`{field}` is not a valid timestamp ({})", e.0),
             Some(field),
@@ -306,16 +306,16 @@ fn parse_time(value: &str, field: &'static str) -> Result<Timestamp, Rejection> 
     })
 }
 
-fn wrong_type(field: &'static str, expected: &str) -> Rejection {
-    Rejection::new(
+fn wrong_type(field: &'static str, expected: &str) -> Refusal {
+    Refusal::new(
         "invalid_type",
         format!("`{field}` must be {expected}"),
         Some(field),
     )
 }
 
-fn invalid(field: &'static str, why: &str) -> Rejection {
-    Rejection::new("invalid_value", format!("`{field}` {why}"), Some(field))
+fn invalid(field: &'static str, why: &str) -> Refusal {
+    Refusal::new("invalid_value", format!("`{field}` {why}"), Some(field))
 }
 
 #[cfg(test)]
@@ -323,7 +323,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn parse(input: &Value) -> Result<IncomingEvent, Rejection> {
+    fn parse(input: &Value) -> Result<IncomingEvent, Refusal> {
         IncomingEvent::parse(&serde_json::value::to_raw_value(input).unwrap())
     }
 
@@ -385,9 +385,9 @@ mod tests {
                 .to_owned(),
         )
         .unwrap();
-        let rejection = IncomingEvent::parse(&raw).unwrap_err();
-        assert_eq!(rejection.code, "duplicate_field");
-        assert_eq!(rejection.field.as_deref(), Some("session_id"));
+        let refusal = IncomingEvent::parse(&raw).unwrap_err();
+        assert_eq!(refusal.code, "duplicate_field");
+        assert_eq!(refusal.field.as_deref(), Some("session_id"));
     }
 
     #[test]

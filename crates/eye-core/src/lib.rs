@@ -14,5 +14,5 @@ pub mod timestamp;
 
 pub use event::{EventType, IncomingEvent, SessionId};
 pub use message::{Body, Envelope};
-pub use reason::{Rejection, Violation};
+pub use reason::{Refusal, Violation};
 pub use timestamp::Timestamp;

@@ -6,7 +6,7 @@
 
 use serde_json::value::RawValue;
 
-use crate::reason::Rejection;
+use crate::reason::Refusal;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PayloadLimits {
@@ -26,10 +26,10 @@ impl Default for PayloadLimits {
 }
 
 impl PayloadLimits {
-    pub fn check(&self, data: &RawValue) -> Result<(), Rejection> {
+    pub fn check(&self, data: &RawValue) -> Result<(), Refusal> {
         let text = data.get();
         if text.len() > self.max_bytes {
-            return Err(Rejection::new(
+            return Err(Refusal::new(
                 "payload_too_large",
                 format!(
                     "`data` is {} bytes; the limit is {} bytes",
@@ -41,7 +41,7 @@ impl PayloadLimits {
         }
         let depth = nesting_depth(text.as_bytes());
         if depth > self.max_depth {
-            return Err(Rejection::new(
+            return Err(Refusal::new(
                 "payload_too_deep",
                 format!(
                     "`data` nests {depth} levels deep; the limit is {}",
@@ -61,11 +61,11 @@ mod strict {
 
     use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-    use crate::reason::Rejection;
+    use crate::reason::Refusal;
 
     /// Walks `data` once without building it; fails on a duplicate key or a number
     /// out of range.
-    pub fn check(text: &str) -> Result<(), Rejection> {
+    pub fn check(text: &str) -> Result<(), Refusal> {
         let mut deserializer = serde_json::Deserializer::from_str(text);
         Node.deserialize(&mut deserializer).map_err(|error| {
             let (code, what) = if error.is_data() && error.to_string().starts_with("duplicate") {
@@ -73,7 +73,7 @@ mod strict {
             } else {
                 ("invalid_value", "a value no JSON reader can hold")
             };
-            Rejection::new(code, format!("`data` has {what}: {error}"), Some("data"))
+            Refusal::new(code, format!("`data` has {what}: {error}"), Some("data"))
         })
     }
 

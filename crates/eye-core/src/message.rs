@@ -2,7 +2,7 @@
 //!
 //! The API parses and checks an event's shape, gives it its id and the time it was
 //! received, and enqueues it. An element the API refused travels too, as a
-//! [`Body::Rejected`], so that the worker records it in the error store: nothing a
+//! [`Body::Refused`], so that the worker records it in the error store: nothing a
 //! client sent is silently dropped. The encoding is JSON, which any queue can carry;
 //! the embedded queue carries all the envelopes of one request as one message.
 
@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::event::IncomingEvent;
-use crate::reason::Rejection;
+use crate::reason::Refusal;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Envelope {
@@ -26,8 +26,12 @@ pub struct Envelope {
 #[serde(rename_all = "snake_case")]
 pub enum Body {
     Event(IncomingEvent),
-    Rejected {
-        rejection: Rejection,
+    // The wire names predate the word "refused": messages already queued by an older
+    // version must still decode.
+    #[serde(rename = "rejected")]
+    Refused {
+        #[serde(rename = "rejection")]
+        refusal: Refusal,
         raw: Box<RawValue>,
     },
 }
@@ -46,7 +50,7 @@ impl Envelope {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reason::Rejection;
+    use crate::reason::Refusal;
 
     #[test]
     fn envelopes_round_trip_with_their_payload_text_intact() {
@@ -67,8 +71,8 @@ mod tests {
                 id: Uuid::now_v7(),
                 app_id: 1,
                 received_at: 5,
-                body: Body::Rejected {
-                    rejection: Rejection::new("invalid_event", "no", None),
+                body: Body::Refused {
+                    refusal: Refusal::new("invalid_event", "no", None),
                     raw: raw.clone(),
                 },
             },
@@ -82,7 +86,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(&decoded[1].body, Body::Rejected { raw: r, .. } if r.get() == raw.get()));
+        assert!(matches!(&decoded[1].body, Body::Refused { raw: r, .. } if r.get() == raw.get()));
     }
 
     /// The queue's JSON for an event, byte for byte: messages queued by an earlier

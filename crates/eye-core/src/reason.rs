@@ -50,7 +50,8 @@ pub const REASON_CODES: [(&str, &str); 13] = [
 
 /// A refused event's reason.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct Rejection {
+#[schema(as = Rejection)]
+pub struct Refusal {
     pub code: String,
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,10 +75,10 @@ pub struct Violation {
     pub message: String,
 }
 
-impl Rejection {
+impl Refusal {
     pub fn new(code: &'static str, message: impl Into<String>, field: Option<&str>) -> Self {
         debug_assert!(REASON_CODES.iter().any(|(c, _)| *c == code), "{code}");
-        Rejection {
+        Refusal {
             code: code.to_owned(),
             message: message.into(),
             field: field.map(str::to_owned),
@@ -95,7 +96,7 @@ impl Rejection {
             0 | 1 => String::new(),
             n => format!(" (and {} more)", n - 1),
         };
-        Rejection {
+        Refusal {
             code: "schema_violation".to_owned(),
             message: format!("`data` does not match schema version {version}: {first}{more}"),
             field: Some("data".to_owned()),

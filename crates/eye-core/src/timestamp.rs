@@ -3,7 +3,7 @@
 //! The wire accepts three forms: `2023-01-01 09:15:27.243860` (no zone means UTC),
 //! `2023-01-01 09:15:27.243860Z`, and RFC 3339 (`T` or space, `Z` or a numeric
 //! offset). Fractions beyond microseconds are truncated, because microseconds are the
-//! precision the store keeps. The parser is hand-written so that every rejection names
+//! precision the store keeps. The parser is hand-written so that every refusal names
 //! what is wrong and so that parsing stays allocation-free on the ingest path.
 
 use std::fmt;

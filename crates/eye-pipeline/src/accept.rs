@@ -62,7 +62,7 @@ mod tests {
         let bad = raw(r#"{"session_id":"s"}"#);
         let envelopes = envelopes(vec![&good, &bad], 7, 1, &PayloadLimits::default());
         assert!(matches!(envelopes[0].body, Body::Event(_)));
-        assert!(matches!(envelopes[1].body, Body::Rejected { .. }));
+        assert!(matches!(envelopes[1].body, Body::Refused { .. }));
         assert_eq!(
             envelopes[0].id,
             eye_core::ids::event_id(7, Some("k")),

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eye_core::limits::PayloadLimits;
-use eye_core::{Body, Envelope, IncomingEvent, Rejection, ids};
+use eye_core::{Body, Envelope, IncomingEvent, Refusal, ids};
 use eye_schema::{Check, Registry};
-use eye_store::{OpenError, Processed, Resolution, Store};
+use eye_store::{OpenRefusal, Processed, Resolution, Store};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
@@ -35,12 +35,12 @@ pub fn accept(raw: &RawValue, app_id: i64, received_at: i64, limits: &PayloadLim
             received_at,
             body: Body::Event(event),
         },
-        Err(rejection) => Envelope {
+        Err(refusal) => Envelope {
             id: ids::new_event_id(),
             app_id,
             received_at,
-            body: Body::Rejected {
-                rejection,
+            body: Body::Refused {
+                refusal,
                 raw: raw.to_owned(),
             },
         },
@@ -86,8 +86,8 @@ impl Checker {
         received_at: i64,
         event: IncomingEvent,
     ) -> Processed {
-        if let Err(rejection) = check_not_in_future(&event, received_at, self.clock_skew_micros) {
-            return error_for(id, app_id, received_at, rejection, event);
+        if let Err(refusal) = check_not_in_future(&event, received_at, self.clock_skew_micros) {
+            return error_for(id, app_id, received_at, refusal, event);
         }
         match self.registry.check(&event.event_type, &event.data) {
             Check::Valid { version } => Processed::Event {
@@ -102,7 +102,7 @@ impl Checker {
                 version,
                 violations,
             } => {
-                let mut warning = Rejection::schema_violation(version, violations);
+                let mut warning = Refusal::schema_violation(version, violations);
                 warning.message = format!("stored in shadow mode, but {}", warning.message);
                 Processed::Event {
                     id,
@@ -113,14 +113,14 @@ impl Checker {
                     warning: Some(warning),
                 }
             }
-            Check::Invalid(rejection) => error_for(id, app_id, received_at, rejection, event),
+            Check::Invalid(refusal) => error_for(id, app_id, received_at, refusal, event),
         }
     }
 
     /// Re-runs every check on an open error's raw event, as if it had just arrived
     /// (but keeping its id and the time it was received).
-    pub fn recheck(&self, error: OpenError) -> Resolution {
-        let OpenError {
+    pub fn recheck(&self, error: OpenRefusal) -> Resolution {
+        let OpenRefusal {
             id: error_id,
             event_id,
             app_id,
@@ -128,16 +128,13 @@ impl Checker {
             raw,
         } = error;
         let parsed = serde_json::from_str::<&RawValue>(&raw)
-            .map_err(|e| Rejection::new("invalid_event", format!("not JSON: {e}"), None))
+            .map_err(|e| Refusal::new("invalid_event", format!("not JSON: {e}"), None))
             .and_then(IncomingEvent::parse)
             .and_then(|event| self.limits.check(&event.data).map(|()| event));
         let event = match parsed {
             Ok(event) => event,
-            Err(rejection) => {
-                return Resolution::StillInvalid {
-                    error_id,
-                    rejection,
-                };
+            Err(refusal) => {
+                return Resolution::StillInvalid { error_id, refusal };
             }
         };
         match self.check(event_id, app_id, received_at, event) {
@@ -145,10 +142,7 @@ impl Checker {
                 error_id,
                 event: Box::new(processed),
             },
-            Processed::Error { rejection, .. } => Resolution::StillInvalid {
-                error_id,
-                rejection,
-            },
+            Processed::Refused { refusal, .. } => Resolution::StillInvalid { error_id, refusal },
         }
     }
 }
@@ -157,14 +151,14 @@ pub fn error_for(
     id: Uuid,
     app_id: i64,
     received_at: i64,
-    rejection: Rejection,
+    refusal: Refusal,
     event: IncomingEvent,
 ) -> Processed {
-    Processed::Error {
+    Processed::Refused {
         id,
         app_id,
         received_at,
-        rejection,
+        refusal,
         raw: event.to_wire().to_string(),
         event: Some(event),
     }

@@ -1,7 +1,7 @@
 //! The future-timestamp rule: an event may not claim to have happened after it was
 //! received (or sent), beyond the clock-skew allowance.
 
-use eye_core::{IncomingEvent, Rejection};
+use eye_core::{IncomingEvent, Refusal};
 
 /// Checks `event` received at `received_at` (microseconds) against the clock-skew
 /// allowance. With `sent_at`, the client's own clock is the reference, which makes the
@@ -10,7 +10,7 @@ pub fn check_not_in_future(
     event: &IncomingEvent,
     received_at: i64,
     allowance_micros: i64,
-) -> Result<(), Rejection> {
+) -> Result<(), Refusal> {
     let reference = event.sent_at.unwrap_or(received_at);
     if event.timestamp > reference.saturating_add(allowance_micros) {
         let against = if event.sent_at.is_some() {
@@ -18,7 +18,7 @@ pub fn check_not_in_future(
         } else {
             "the time it was received"
         };
-        return Err(Rejection::new(
+        return Err(Refusal::new(
             "future_timestamp",
             format!(
                 "`timestamp` is {:.3} s later than {against} (allowance {:.3} s)",

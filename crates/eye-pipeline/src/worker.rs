@@ -220,7 +220,7 @@ impl Worker {
         let metrics = &self.metrics;
         metrics.events_stored.inc_by(outcome.stored);
         metrics.events_duplicate.inc_by(outcome.duplicates);
-        metrics.refusals_recorded.inc_by(outcome.errors);
+        metrics.refusals_recorded.inc_by(outcome.refused);
         metrics.warnings_recorded.inc_by(outcome.warnings);
         metrics.worker_batch_events.observe(batch.len() as f64);
         metrics.store_write_seconds.observe(took.as_secs_f64());
@@ -240,9 +240,9 @@ impl Worker {
                         self.count_failure(&warning.code, Some(event));
                     }
                 }
-                Processed::Error {
-                    rejection, event, ..
-                } => self.count_failure(&rejection.code, event.as_ref()),
+                Processed::Refused { refusal, event, .. } => {
+                    self.count_failure(&refusal.code, event.as_ref())
+                }
             }
         }
     }
@@ -293,11 +293,11 @@ impl Worker {
         } = envelope;
         match body {
             Body::Event(event) => self.checker.check(id, app_id, received_at, event),
-            Body::Rejected { rejection, raw } => Processed::Error {
+            Body::Refused { refusal, raw } => Processed::Refused {
                 id,
                 app_id,
                 received_at,
-                rejection,
+                refusal,
                 raw: raw.get().to_owned(),
                 event: None,
             },

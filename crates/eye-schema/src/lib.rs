@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use eye_core::reason::{MAX_VIOLATIONS, Violation};
 pub use eye_core::schema::ActiveType;
 use eye_core::schema::SchemaMode;
-use eye_core::{EventType, Rejection};
+use eye_core::{EventType, Refusal};
 use jsonschema::Validator;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -73,7 +73,7 @@ pub enum Check {
         violations: Vec<Violation>,
     },
     /// Do not store it: it is an error with this reason.
-    Invalid(Rejection),
+    Invalid(Refusal),
 }
 
 #[derive(Clone)]
@@ -214,7 +214,7 @@ impl Registry {
         match entry {
             None => match self.policy {
                 UnknownTypePolicy::Accept => Check::Valid { version: None },
-                UnknownTypePolicy::Reject => Check::Invalid(Rejection::new(
+                UnknownTypePolicy::Reject => Check::Invalid(Refusal::new(
                     "unknown_event_type",
                     format!(
                         "the event type {:?}/{:?} is not registered, and unknown types are refused",
@@ -224,7 +224,7 @@ impl Registry {
                 )),
             },
             Some(Entry::Unchecked) => Check::Valid { version: None },
-            Some(Entry::Broken { version, reason }) => Check::Invalid(Rejection::new(
+            Some(Entry::Broken { version, reason }) => Check::Invalid(Refusal::new(
                 "internal",
                 format!("schema version {version} of this type cannot be compiled: {reason}"),
                 None,
@@ -244,7 +244,7 @@ impl Registry {
                         violations,
                     },
                     (false, SchemaMode::Enforce) => {
-                        Check::Invalid(Rejection::schema_violation(version, violations))
+                        Check::Invalid(Refusal::schema_violation(version, violations))
                     }
                 }
             }
@@ -326,22 +326,18 @@ mod tests {
             registry.check(&pageview, &raw(json!({"host": "h", "path": "/"}))),
             Check::Valid { version: Some(3) }
         );
-        let Check::Invalid(rejection) = registry.check(&pageview, &raw(json!({"path": 5}))) else {
+        let Check::Invalid(refusal) = registry.check(&pageview, &raw(json!({"path": 5}))) else {
             panic!("expected an error")
         };
-        assert_eq!(rejection.code, "schema_violation");
-        let found: Vec<(&str, &str)> = rejection
+        assert_eq!(refusal.code, "schema_violation");
+        let found: Vec<(&str, &str)> = refusal
             .violations
             .iter()
             .map(|v| (v.pointer.as_str(), v.rule.as_str()))
             .collect();
         assert!(found.contains(&("", "required")), "{found:?}");
         assert!(found.contains(&("/path", "type")), "{found:?}");
-        assert!(
-            rejection.message.contains("version 3"),
-            "{}",
-            rejection.message
-        );
+        assert!(refusal.message.contains("version 3"), "{}", refusal.message);
     }
 
     #[test]
@@ -351,13 +347,13 @@ mod tests {
         registry.load(vec![active(SchemaMode::Enforce, 1, schema)]);
         let data: serde_json::Map<String, Value> =
             (0..50).map(|i| (format!("k{i}"), json!(i))).collect();
-        let Check::Invalid(rejection) = registry.check(
+        let Check::Invalid(refusal) = registry.check(
             &event_type("page interaction", "pageview"),
             &raw(Value::Object(data)),
         ) else {
             panic!("expected an error")
         };
-        assert_eq!(rejection.violations.len(), MAX_VIOLATIONS);
+        assert_eq!(refusal.violations.len(), MAX_VIOLATIONS);
     }
 
     #[test]
@@ -371,12 +367,12 @@ mod tests {
         assert!(
             matches!(check, Check::Warn { version: 2, ref violations } if violations.len() == 1)
         );
-        let Check::Invalid(rejection) =
+        let Check::Invalid(refusal) =
             registry.check(&event_type("other", "thing"), &raw(json!({})))
         else {
             panic!("expected an error")
         };
-        assert_eq!(rejection.code, "unknown_event_type");
+        assert_eq!(refusal.code, "unknown_event_type");
 
         let accepting = Registry::new(UnknownTypePolicy::Accept);
         assert_eq!(

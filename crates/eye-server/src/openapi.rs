@@ -9,10 +9,10 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use eye_core::reason::{Rejection, Violation};
+use eye_core::reason::{Refusal, Violation};
 use eye_core::schema::SchemaMode;
 use eye_store::{
-    ErrorCount, ErrorRecord, ErrorStatus, EventTypeInfo, HourlyErrorCount, SchemaRecord,
+    EventTypeInfo, HourlyRefusedCount, RefusedCount, RefusedEvent, RefusedStatus, SchemaRecord,
     SessionSummary, StatsRow, StoredEvent,
 };
 
@@ -56,8 +56,8 @@ use crate::routes::{errors, event_types, events, health, ingest, manage, session
         WireEvent, IngestAnswer, Verdict, ErrorBody, ErrorDetail, EventsPage, SessionsPage,
         SessionTimeline, TimelineEvent, StatsAnswer, ErrorsPage, ErrorSummaryAnswer,
         ReprocessAnswer, EventTypesList, PutSchemaBody, Health, StoredEvent, SessionSummary,
-        StatsRow, ErrorRecord, ErrorStatus, ErrorCount, HourlyErrorCount, EventTypeInfo,
-        SchemaRecord, SchemaMode, Rejection, Violation, AppsList, CreatedApp, Revoked,
+        StatsRow, RefusedEvent, RefusedStatus, RefusedCount, HourlyRefusedCount, EventTypeInfo,
+        SchemaRecord, SchemaMode, Refusal, Violation, AppsList, CreatedApp, Revoked,
         TokensList, CreatedToken, AuditList, manage::CreateApp, manage::CreateToken, manage::SetOrigins,
         eye_store::App, eye_store::TokenInfo, eye_store::AuditEntry,
     )),
@@ -140,7 +140,7 @@ pub struct Verdict {
     /// The event id (accepted elements).
     id: Option<uuid::Uuid>,
     /// Why it was refused (rejected elements).
-    error: Option<Rejection>,
+    error: Option<Refusal>,
     /// Its record in the error store (rejected elements).
     error_id: Option<uuid::Uuid>,
 }
@@ -210,7 +210,7 @@ pub struct StatsAnswer {
 #[derive(Serialize, ToSchema)]
 #[allow(dead_code)]
 pub struct ErrorsPage {
-    errors: Vec<ErrorRecord>,
+    errors: Vec<RefusedEvent>,
     next_cursor: Option<String>,
 }
 
@@ -220,8 +220,8 @@ pub struct ErrorSummaryAnswer {
     from: eye_core::Timestamp,
     to: eye_core::Timestamp,
     total: i64,
-    by_reason_and_type: Vec<ErrorCount>,
-    hourly: Vec<HourlyErrorCount>,
+    by_reason_and_type: Vec<RefusedCount>,
+    hourly: Vec<HourlyRefusedCount>,
 }
 
 #[derive(Serialize, ToSchema)]

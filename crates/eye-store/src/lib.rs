@@ -10,7 +10,7 @@
 use eye_core::auth::{Scope, TokenHash};
 use eye_core::reason::Violation;
 use eye_core::schema::{ActiveType, SchemaMode};
-use eye_core::{EventType, IncomingEvent, Rejection, Timestamp};
+use eye_core::{EventType, IncomingEvent, Refusal, Timestamp};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -63,13 +63,14 @@ pub enum Processed {
         schema_version: Option<i64>,
         /// Violations found in shadow mode: the event is stored, and this is recorded
         /// as an error with status `warning`.
-        warning: Option<Rejection>,
+        warning: Option<Refusal>,
     },
-    Error {
+    /// Refused: recorded in the store of refused events (the "error store").
+    Refused {
         id: Uuid,
         app_id: i64,
         received_at: i64,
-        rejection: Rejection,
+        refusal: Refusal,
         /// The event as the client sent it (or as the API parsed it), as JSON text.
         raw: String,
         event: Option<IncomingEvent>,
@@ -82,7 +83,8 @@ pub struct WriteOutcome {
     pub stored: u64,
     /// Events whose id was already stored: redeliveries and resent client ids.
     pub duplicates: u64,
-    pub errors: u64,
+    /// Refused events recorded.
+    pub refused: u64,
     /// Shadow-mode warnings recorded for stored events.
     pub warnings: u64,
 }
@@ -247,20 +249,20 @@ pub struct SessionSummary {
 /// Which errors: every given field must match. Times are inclusive at `from`,
 /// exclusive at `to`, and apply to when the event was received.
 #[derive(Debug, Clone, Default)]
-pub struct ErrorFilter {
+pub struct RefusedFilter {
     pub reason: Option<String>,
     pub category: Option<String>,
     pub name: Option<String>,
     /// An application's name, or its numeric id.
     pub app: Option<String>,
-    pub status: Option<ErrorStatus>,
+    pub status: Option<RefusedStatus>,
     pub from: Option<Timestamp>,
     pub to: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct ErrorQuery {
-    pub filter: ErrorFilter,
+pub struct RefusedQuery {
+    pub filter: RefusedFilter,
     pub limit: u32,
     /// Errors are listed newest first; this is the id of the last one seen.
     pub before_id: Option<i64>,
@@ -268,8 +270,9 @@ pub struct ErrorQuery {
 
 /// Where an error record is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorStatus)]
 #[serde(rename_all = "snake_case")]
-pub enum ErrorStatus {
+pub enum RefusedStatus {
     /// Refused, waiting for a fix and a reprocess (or a dismissal).
     Open,
     /// Became an event after a reprocess.
@@ -280,20 +283,20 @@ pub enum ErrorStatus {
     Warning,
 }
 
-impl ErrorStatus {
-    pub const ALL: [ErrorStatus; 4] = [
-        ErrorStatus::Open,
-        ErrorStatus::Reprocessed,
-        ErrorStatus::Dismissed,
-        ErrorStatus::Warning,
+impl RefusedStatus {
+    pub const ALL: [RefusedStatus; 4] = [
+        RefusedStatus::Open,
+        RefusedStatus::Reprocessed,
+        RefusedStatus::Dismissed,
+        RefusedStatus::Warning,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            ErrorStatus::Open => "open",
-            ErrorStatus::Reprocessed => "reprocessed",
-            ErrorStatus::Dismissed => "dismissed",
-            ErrorStatus::Warning => "warning",
+            RefusedStatus::Open => "open",
+            RefusedStatus::Reprocessed => "reprocessed",
+            RefusedStatus::Dismissed => "dismissed",
+            RefusedStatus::Warning => "warning",
         }
     }
 
@@ -305,30 +308,32 @@ impl ErrorStatus {
 /// How an error is named in a request: the `error_id` the ingest answer gave (a
 /// UUID, the id the event would have had), or the record's number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKey {
+pub enum RefusedKey {
     EventId(Uuid),
     Number(i64),
 }
 
-impl ErrorKey {
+impl RefusedKey {
     pub fn parse(text: &str) -> Option<Self> {
         if let Ok(id) = Uuid::parse_str(text) {
-            return Some(ErrorKey::EventId(id));
+            return Some(RefusedKey::EventId(id));
         }
-        text.parse().ok().map(ErrorKey::Number)
+        text.parse().ok().map(RefusedKey::Number)
     }
 }
 
 /// Error counts over a time range, by reason and event type, overall and per hour.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ErrorSummary {
+#[schema(as = ErrorSummary)]
+pub struct RefusedSummary {
     pub total: i64,
-    pub by_reason_and_type: Vec<ErrorCount>,
-    pub hourly: Vec<HourlyErrorCount>,
+    pub by_reason_and_type: Vec<RefusedCount>,
+    pub hourly: Vec<HourlyRefusedCount>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ErrorCount {
+#[schema(as = ErrorCount)]
+pub struct RefusedCount {
     pub reason: String,
     pub category: Option<String>,
     pub name: Option<String>,
@@ -336,7 +341,8 @@ pub struct ErrorCount {
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct HourlyErrorCount {
+#[schema(as = HourlyErrorCount)]
+pub struct HourlyRefusedCount {
     /// The start of the hour.
     pub hour: Timestamp,
     pub reason: String,
@@ -347,7 +353,7 @@ pub struct HourlyErrorCount {
 
 /// An open error as a reprocess reads it.
 #[derive(Debug, Clone)]
-pub struct OpenError {
+pub struct OpenRefusal {
     pub id: i64,
     pub event_id: Uuid,
     pub app_id: i64,
@@ -365,7 +371,7 @@ pub enum Resolution {
         event: Box<Processed>,
     },
     /// Still invalid: it stays open with this (possibly new) reason.
-    StillInvalid { error_id: i64, rejection: Rejection },
+    StillInvalid { error_id: i64, refusal: Refusal },
 }
 
 /// What applying resolutions did. An error that was no longer open (dismissed or
@@ -407,7 +413,8 @@ pub struct SchemaRecord {
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ErrorRecord {
+#[schema(as = ErrorRecord)]
+pub struct RefusedEvent {
     pub id: i64,
     pub event_id: Uuid,
     pub app: String,
@@ -430,7 +437,7 @@ pub struct ErrorRecord {
     pub recorded_at: Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
-    pub status: ErrorStatus,
+    pub status: RefusedStatus,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -544,22 +551,22 @@ pub trait Store: Send + Sync + 'static {
         query: SessionQuery,
     ) -> Result<(Vec<SessionSummary>, Option<SessionCursor>)>;
     async fn stats(&self, query: StatsQuery) -> Result<Vec<StatsRow>>;
-    async fn errors(&self, query: ErrorQuery) -> Result<Page<ErrorRecord>>;
-    async fn error(&self, key: ErrorKey) -> Result<Option<ErrorRecord>>;
-    async fn error_summary(&self, filter: ErrorFilter) -> Result<ErrorSummary>;
+    async fn refused_events(&self, query: RefusedQuery) -> Result<Page<RefusedEvent>>;
+    async fn refused_event(&self, key: RefusedKey) -> Result<Option<RefusedEvent>>;
+    async fn refused_summary(&self, filter: RefusedFilter) -> Result<RefusedSummary>;
     /// Sets an error's status to `dismissed`; `NotFound` when there is no such error.
-    async fn dismiss_error(&self, key: ErrorKey) -> Result<ErrorRecord>;
+    async fn dismiss_refused(&self, key: RefusedKey) -> Result<RefusedEvent>;
     /// Up to `limit` open errors matching `filter` with a number above `after_id`,
     /// oldest first.
-    async fn open_errors(
+    async fn open_refusals(
         &self,
-        filter: ErrorFilter,
+        filter: RefusedFilter,
         after_id: i64,
         limit: u32,
-    ) -> Result<Vec<OpenError>>;
+    ) -> Result<Vec<OpenRefusal>>;
     /// Applies reprocess decisions in one transaction; each applies only to an error
     /// that is still open, so running a reprocess twice stores nothing twice.
-    async fn resolve_errors(&self, resolutions: Vec<Resolution>) -> Result<ReprocessOutcome>;
+    async fn resolve_refusals(&self, resolutions: Vec<Resolution>) -> Result<ReprocessOutcome>;
 
     /// The registry as workers need it: every registered type with its current schema.
     async fn active_types(&self) -> Result<Vec<ActiveType>>;

@@ -27,11 +27,12 @@ use crate::rows::{
     cut_to_limit, error_cursor, needs_dismissing, session_cursor, stored_event, violations_text,
 };
 use crate::{
-    App, AuditEntry, Cursor, ErrorCount, ErrorFilter, ErrorKey, ErrorQuery, ErrorRecord,
-    ErrorStatus, ErrorSummary, EventQuery, EventRow, EventTypeInfo, GroupBy, HourlyErrorCount,
-    Login, NewLogin, OpenError, Order, Page, Processed, ReprocessOutcome, Resolution, Result,
-    RowEncoder, SchemaRecord, SessionCursor, SessionQuery, SessionSummary, StatsQuery, StatsRow,
-    Store, StoreError, StoredEvent, TokenGrant, TokenInfo, User, WriteOutcome,
+    App, AuditEntry, Cursor, EventQuery, EventRow, EventTypeInfo, GroupBy, HourlyRefusedCount,
+    Login, NewLogin, OpenRefusal, Order, Page, Processed, RefusedCount, RefusedEvent,
+    RefusedFilter, RefusedKey, RefusedQuery, RefusedStatus, RefusedSummary, ReprocessOutcome,
+    Resolution, Result, RowEncoder, SchemaRecord, SessionCursor, SessionQuery, SessionSummary,
+    StatsQuery, StatsRow, Store, StoreError, StoredEvent, TokenGrant, TokenInfo, User,
+    WriteOutcome,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -227,7 +228,7 @@ impl PgStore {
 #[derive(Default)]
 struct Resent {
     events: HashSet<Uuid>,
-    errors: HashSet<Uuid>,
+    refused: HashSet<Uuid>,
 }
 
 /// Finds [`Resent`] in one statement, and only for client ids made before `until`
@@ -251,7 +252,7 @@ async fn resent_under_old_rule(
             Processed::Event {
                 id, app_id, event, ..
             } => (id, app_id, Some(event), true),
-            Processed::Error {
+            Processed::Refused {
                 id, app_id, event, ..
             } => (id, app_id, event.as_ref(), false),
         };
@@ -294,7 +295,7 @@ async fn resent_under_old_rule(
         if row.get::<_, bool>(1) {
             resent.events.insert(id);
         } else {
-            resent.errors.insert(id);
+            resent.refused.insert(id);
         }
     }
     Ok(resent)
@@ -428,28 +429,28 @@ async fn write_in(
                         event.to_wire().to_string(),
                         Some(event),
                         *received_at,
-                        ErrorStatus::Warning,
+                        RefusedStatus::Warning,
                     )?;
                 }
             }
             // A resend of a refused event recorded under the old id rule: kept once,
             // as any other resend of a refused event is.
-            Processed::Error { id, .. } if resent.errors.contains(id) => {}
-            Processed::Error {
+            Processed::Refused { id, .. } if resent.refused.contains(id) => {}
+            Processed::Refused {
                 id,
                 app_id,
                 received_at,
-                rejection,
+                refusal,
                 raw,
                 event,
             } => errors.push(
                 *id,
                 *app_id,
-                rejection,
+                refusal,
                 raw.clone(),
                 event.as_ref(),
                 *received_at,
-                ErrorStatus::Open,
+                RefusedStatus::Open,
             )?,
         }
     }
@@ -542,7 +543,7 @@ async fn write_in(
         for row in recorded {
             match row.get::<_, &str>(0) {
                 "warning" => outcome.warnings += 1,
-                _ => outcome.errors += 1,
+                _ => outcome.refused += 1,
             }
         }
     }
@@ -587,17 +588,17 @@ impl ErrorColumns {
         &mut self,
         id: Uuid,
         app_id: i64,
-        rejection: &eye_core::Rejection,
+        refusal: &eye_core::Refusal,
         raw: String,
         event: Option<&eye_core::IncomingEvent>,
         received_at: i64,
-        status: ErrorStatus,
+        status: RefusedStatus,
     ) -> Result<()> {
         self.event_id.push(id);
         self.app_id.push(app_id);
-        self.reason.push(rejection.code.clone());
-        self.message.push(rejection.message.clone());
-        self.field.push(rejection.field.clone());
+        self.reason.push(refusal.code.clone());
+        self.message.push(refusal.message.clone());
+        self.field.push(refusal.field.clone());
         self.raw.push(raw);
         self.session_id
             .push(event.map(|e| e.session_id.as_str().to_owned()));
@@ -605,7 +606,7 @@ impl ErrorColumns {
             .push(event.map(|e| e.event_type.category.clone()));
         self.name.push(event.map(|e| e.event_type.name.clone()));
         self.received_at.push(received_at);
-        self.violations.push(violations_text(rejection)?);
+        self.violations.push(violations_text(refusal)?);
         self.status.push(status.as_str().to_owned());
         Ok(())
     }
@@ -710,10 +711,10 @@ async fn query_events(
 const ERROR_COLUMNS: &str = "r.id, r.event_id, a.name, r.reason, r.message, r.field, r.violations,
      r.raw, r.session_id, r.category, r.name, r.received_at, r.recorded_at, r.updated_at, r.status";
 
-fn error_from_row(row: &Row) -> Result<ErrorRecord> {
+fn error_from_row(row: &Row) -> Result<RefusedEvent> {
     let violations: Option<String> = row.get(6);
     let status: String = row.get(14);
-    Ok(ErrorRecord {
+    Ok(RefusedEvent {
         id: row.get(0),
         event_id: row.get(1),
         app: row.get(2),
@@ -731,12 +732,12 @@ fn error_from_row(row: &Row) -> Result<ErrorRecord> {
         received_at: Timestamp::from_micros(row.get(11)),
         recorded_at: Timestamp::from_micros(row.get(12)),
         updated_at: row.get::<_, Option<i64>>(13).map(Timestamp::from_micros),
-        status: ErrorStatus::parse(&status)
+        status: RefusedStatus::parse(&status)
             .ok_or_else(|| corrupt(format!("unknown error status {status:?}")))?,
     })
 }
 
-fn error_filter(sql: &mut Sql, filter: &ErrorFilter) {
+fn error_filter(sql: &mut Sql, filter: &RefusedFilter) {
     if let Some(reason) = &filter.reason {
         sql.and("r.reason = ?", reason.clone());
     }
@@ -760,14 +761,14 @@ fn error_filter(sql: &mut Sql, filter: &ErrorFilter) {
     }
 }
 
-fn key_clause(sql: &mut Sql, key: ErrorKey) {
+fn key_clause(sql: &mut Sql, key: RefusedKey) {
     match key {
-        ErrorKey::EventId(id) => sql.and("r.event_id = ?", id),
-        ErrorKey::Number(n) => sql.and("r.id = ?", n),
+        RefusedKey::EventId(id) => sql.and("r.event_id = ?", id),
+        RefusedKey::Number(n) => sql.and("r.id = ?", n),
     }
 }
 
-async fn get_error(client: &impl GenericClient, key: ErrorKey) -> Result<Option<ErrorRecord>> {
+async fn get_error(client: &impl GenericClient, key: RefusedKey) -> Result<Option<RefusedEvent>> {
     let mut sql = Sql::new(&format!(
         "SELECT {ERROR_COLUMNS} FROM errors r JOIN apps a ON a.id = r.app_id WHERE TRUE"
     ));
@@ -1008,7 +1009,7 @@ impl Store for PgStore {
         Ok(group(&query, &tallies, &app_names))
     }
 
-    async fn errors(&self, query: ErrorQuery) -> Result<Page<ErrorRecord>> {
+    async fn refused_events(&self, query: RefusedQuery) -> Result<Page<RefusedEvent>> {
         let client = self.client().await?;
         let mut sql = Sql::new(&format!(
             "SELECT {ERROR_COLUMNS} FROM errors r JOIN apps a ON a.id = r.app_id WHERE TRUE"
@@ -1030,11 +1031,11 @@ impl Store for PgStore {
         Ok(Page { items, next })
     }
 
-    async fn error(&self, key: ErrorKey) -> Result<Option<ErrorRecord>> {
+    async fn refused_event(&self, key: RefusedKey) -> Result<Option<RefusedEvent>> {
         get_error(&self.client().await?, key).await
     }
 
-    async fn error_summary(&self, filter: ErrorFilter) -> Result<ErrorSummary> {
+    async fn refused_summary(&self, filter: RefusedFilter) -> Result<RefusedSummary> {
         let client = self.client().await?;
         let mut sql = Sql::new(
             "SELECT r.reason, r.category, r.name, count(*)::int8
@@ -1045,11 +1046,11 @@ impl Store for PgStore {
             " GROUP BY r.reason, r.category, r.name
               ORDER BY count(*) DESC, r.reason, r.category, r.name",
         );
-        let by_reason_and_type: Vec<ErrorCount> = sql
+        let by_reason_and_type: Vec<RefusedCount> = sql
             .query(&client)
             .await?
             .iter()
-            .map(|row| ErrorCount {
+            .map(|row| RefusedCount {
                 reason: row.get(0),
                 category: row.get(1),
                 name: row.get(2),
@@ -1066,11 +1067,11 @@ impl Store for PgStore {
             " GROUP BY 1, r.reason, r.category, r.name
               ORDER BY 1, count(*) DESC, r.reason, r.category, r.name",
         );
-        let hourly: Vec<HourlyErrorCount> = sql
+        let hourly: Vec<HourlyRefusedCount> = sql
             .query(&client)
             .await?
             .iter()
-            .map(|row| HourlyErrorCount {
+            .map(|row| HourlyRefusedCount {
                 hour: Timestamp::from_micros(row.get(0)),
                 reason: row.get(1),
                 category: row.get(2),
@@ -1078,14 +1079,14 @@ impl Store for PgStore {
                 count: row.get(4),
             })
             .collect();
-        Ok(ErrorSummary {
+        Ok(RefusedSummary {
             total: by_reason_and_type.iter().map(|c| c.count).sum(),
             by_reason_and_type,
             hourly,
         })
     }
 
-    async fn dismiss_error(&self, key: ErrorKey) -> Result<ErrorRecord> {
+    async fn dismiss_refused(&self, key: RefusedKey) -> Result<RefusedEvent> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(database)?;
         let record = get_error(&tx, key)
@@ -1100,22 +1101,22 @@ impl Store for PgStore {
         )
         .await
         .map_err(database)?;
-        let record = get_error(&tx, ErrorKey::Number(record.id))
+        let record = get_error(&tx, RefusedKey::Number(record.id))
             .await?
             .ok_or_else(|| StoreError::NotFound("error".into()))?;
         tx.commit().await.map_err(database)?;
         Ok(record)
     }
 
-    async fn open_errors(
+    async fn open_refusals(
         &self,
-        filter: ErrorFilter,
+        filter: RefusedFilter,
         after_id: i64,
         limit: u32,
-    ) -> Result<Vec<OpenError>> {
+    ) -> Result<Vec<OpenRefusal>> {
         let client = self.client().await?;
         let mut filter = filter;
-        filter.status = Some(ErrorStatus::Open);
+        filter.status = Some(RefusedStatus::Open);
         let mut sql = Sql::new(
             "SELECT r.id, r.event_id, r.app_id, r.received_at, r.raw
              FROM errors r JOIN apps a ON a.id = r.app_id WHERE TRUE",
@@ -1128,7 +1129,7 @@ impl Store for PgStore {
             .query(&client)
             .await?
             .iter()
-            .map(|row| OpenError {
+            .map(|row| OpenRefusal {
                 id: row.get(0),
                 event_id: row.get(1),
                 app_id: row.get(2),
@@ -1138,7 +1139,7 @@ impl Store for PgStore {
             .collect())
     }
 
-    async fn resolve_errors(&self, resolutions: Vec<Resolution>) -> Result<ReprocessOutcome> {
+    async fn resolve_refusals(&self, resolutions: Vec<Resolution>) -> Result<ReprocessOutcome> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(database)?;
         let now = Timestamp::now().as_micros();
@@ -1161,10 +1162,7 @@ impl Store for PgStore {
                         outcome.reprocessed += 1;
                     }
                 }
-                Resolution::StillInvalid {
-                    error_id,
-                    rejection,
-                } => {
+                Resolution::StillInvalid { error_id, refusal } => {
                     outcome.still_invalid += tx
                         .execute(
                             "UPDATE errors SET reason = $2, message = $3, field = $4,
@@ -1172,10 +1170,10 @@ impl Store for PgStore {
                              WHERE id = $1 AND status = 'open'",
                             &[
                                 error_id,
-                                &rejection.code,
-                                &rejection.message,
-                                &rejection.field,
-                                &violations_text(rejection)?,
+                                &refusal.code,
+                                &refusal.message,
+                                &refusal.field,
+                                &violations_text(refusal)?,
                                 &now,
                             ],
                         )
@@ -1735,7 +1733,7 @@ mod tests {
         .await
         .expect("write");
         assert_eq!(
-            (resent.stored, resent.duplicates, resent.errors),
+            (resent.stored, resent.duplicates, resent.refused),
             (0, 1, 0),
             "the resends are the stored event and the recorded error"
         );
@@ -1744,7 +1742,7 @@ mod tests {
         let queued_error = Uuid::now_v7().to_string();
         let with_old_id = |mut processed: Processed, client_id: &str| {
             match &mut processed {
-                Processed::Event { id, .. } | Processed::Error { id, .. } => {
+                Processed::Event { id, .. } | Processed::Refused { id, .. } => {
                     *id = old_rule_id(client_id);
                 }
             }
@@ -1762,7 +1760,7 @@ mod tests {
         .await
         .expect("write");
         assert_eq!(
-            (both.stored, both.duplicates, both.errors),
+            (both.stored, both.duplicates, both.refused),
             (1, 1, 1),
             "a queued old-rule message and its resend in one batch are kept once"
         );

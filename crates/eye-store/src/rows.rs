@@ -1,13 +1,13 @@
 //! What every store does alike with the rows it reads and writes, whatever its SQL:
 //! a page read one row past its limit, the position a page ends at, an event owned
-//! from its borrowed row, a rejection's violations as stored text, and which error
+//! from its borrowed row, a refusal's violations as stored text, and which error
 //! records a dismissal changes.
 
 use serde_json::value::RawValue;
 
 use crate::{
-    Cursor, ErrorRecord, ErrorStatus, EventRow, Result, SessionCursor, SessionSummary, StoreError,
-    StoredEvent,
+    Cursor, EventRow, RefusedEvent, RefusedStatus, Result, SessionCursor, SessionSummary,
+    StoreError, StoredEvent,
 };
 
 /// Cuts `items`, read with a limit of `limit + 1`, down to `limit`, and returns the
@@ -26,7 +26,7 @@ pub(crate) fn cut_to_limit<T, P>(
 }
 
 /// Errors are listed newest first by their number alone, so only `pk` counts.
-pub(crate) fn error_cursor(record: &ErrorRecord) -> Cursor {
+pub(crate) fn error_cursor(record: &RefusedEvent) -> Cursor {
     Cursor {
         ts: 0,
         seq: 0,
@@ -62,20 +62,20 @@ pub(crate) fn stored_event(event: &EventRow<'_>, data: Box<RawValue>) -> StoredE
 }
 
 /// The `violations` column: the JSON list, or `NULL` when there are none.
-pub(crate) fn violations_text(rejection: &eye_core::Rejection) -> Result<Option<String>> {
-    (!rejection.violations.is_empty())
-        .then(|| serde_json::to_string(&rejection.violations))
+pub(crate) fn violations_text(refusal: &eye_core::Refusal) -> Result<Option<String>> {
+    (!refusal.violations.is_empty())
+        .then(|| serde_json::to_string(&refusal.violations))
         .transpose()
         .map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 /// Whether dismissing `record` changes it: dismissing twice is harmless, and a
 /// reprocessed error (already an event) cannot be dismissed.
-pub(crate) fn needs_dismissing(record: &ErrorRecord) -> Result<bool> {
+pub(crate) fn needs_dismissing(record: &RefusedEvent) -> Result<bool> {
     match record.status {
-        ErrorStatus::Open | ErrorStatus::Warning => Ok(true),
-        ErrorStatus::Dismissed => Ok(false),
-        ErrorStatus::Reprocessed => Err(StoreError::InvalidState(
+        RefusedStatus::Open | RefusedStatus::Warning => Ok(true),
+        RefusedStatus::Dismissed => Ok(false),
+        RefusedStatus::Reprocessed => Err(StoreError::InvalidState(
             "the error was reprocessed into an event and cannot be dismissed".into(),
         )),
     }

@@ -22,9 +22,9 @@ use eye_core::EventType;
 use eye_core::schema::{ActiveType, SchemaMode};
 
 use crate::{
-    App, AuditEntry, Cursor, ErrorFilter, ErrorKey, ErrorQuery, ErrorRecord, ErrorStatus,
-    ErrorSummary, EventQuery, EventRow, EventTypeInfo, Login, NewLogin, OpenError, Order, Page,
-    Processed, ReprocessOutcome, Resolution, Result, RowEncoder, SchemaRecord, SessionCursor,
+    App, AuditEntry, Cursor, EventQuery, EventRow, EventTypeInfo, Login, NewLogin, OpenRefusal,
+    Order, Page, Processed, RefusedEvent, RefusedFilter, RefusedKey, RefusedQuery, RefusedStatus,
+    RefusedSummary, ReprocessOutcome, Resolution, Result, RowEncoder, SchemaRecord, SessionCursor,
     SessionQuery, SessionSummary, StatsQuery, StatsRow, Store, StoreError, StoredEvent, TokenGrant,
     TokenInfo, User, WriteOutcome,
 };
@@ -224,18 +224,18 @@ fn write_in<'a>(
     let mut record_error = |id: &Uuid,
                             app_id: i64,
                             received_at: i64,
-                            rejection: &eye_core::Rejection,
+                            refusal: &eye_core::Refusal,
                             raw: &str,
                             event: Option<&eye_core::IncomingEvent>,
-                            status: ErrorStatus|
+                            status: RefusedStatus|
      -> Result<u64> {
-        let violations = violations_text(rejection)?;
+        let violations = violations_text(refusal)?;
         Ok(insert_error.execute(params![
             id.as_bytes(),
             app_id,
-            rejection.code,
-            rejection.message,
-            rejection.field,
+            refusal.code,
+            refusal.message,
+            refusal.field,
             raw,
             event.map(|e| e.session_id.as_str()),
             event.map(|e| e.event_type.category.as_str()),
@@ -328,15 +328,15 @@ fn write_in<'a>(
                         warning,
                         &raw,
                         Some(event),
-                        ErrorStatus::Warning,
+                        RefusedStatus::Warning,
                     )?;
                 }
             }
-            Processed::Error {
+            Processed::Refused {
                 id,
                 app_id,
                 received_at,
-                rejection,
+                refusal,
                 raw,
                 event,
             } => {
@@ -347,14 +347,14 @@ fn write_in<'a>(
                 {
                     continue;
                 }
-                outcome.errors += record_error(
+                outcome.refused += record_error(
                     id,
                     *app_id,
                     *received_at,
-                    rejection,
+                    refusal,
                     raw,
                     event.as_ref(),
-                    ErrorStatus::Open,
+                    RefusedStatus::Open,
                 )?;
             }
         }
@@ -741,35 +741,35 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn errors(&self, query: ErrorQuery) -> Result<Page<ErrorRecord>> {
+    async fn refused_events(&self, query: RefusedQuery) -> Result<Page<RefusedEvent>> {
         self.read_with(move |conn| errors::list(conn, &query)).await
     }
 
-    async fn error(&self, key: ErrorKey) -> Result<Option<ErrorRecord>> {
+    async fn refused_event(&self, key: RefusedKey) -> Result<Option<RefusedEvent>> {
         self.read_with(move |conn| errors::get(conn, key)).await
     }
 
-    async fn error_summary(&self, filter: ErrorFilter) -> Result<ErrorSummary> {
+    async fn refused_summary(&self, filter: RefusedFilter) -> Result<RefusedSummary> {
         self.read_with(move |conn| errors::summary(conn, &filter))
             .await
     }
 
-    async fn dismiss_error(&self, key: ErrorKey) -> Result<ErrorRecord> {
+    async fn dismiss_refused(&self, key: RefusedKey) -> Result<RefusedEvent> {
         self.write_with(move |conn| errors::dismiss(conn, key))
             .await
     }
 
-    async fn open_errors(
+    async fn open_refusals(
         &self,
-        filter: ErrorFilter,
+        filter: RefusedFilter,
         after_id: i64,
         limit: u32,
-    ) -> Result<Vec<OpenError>> {
+    ) -> Result<Vec<OpenRefusal>> {
         self.read_with(move |conn| errors::open(conn, &filter, after_id, limit))
             .await
     }
 
-    async fn resolve_errors(&self, resolutions: Vec<Resolution>) -> Result<ReprocessOutcome> {
+    async fn resolve_refusals(&self, resolutions: Vec<Resolution>) -> Result<ReprocessOutcome> {
         self.write_with(move |conn| errors::resolve(conn, resolutions))
             .await
     }
@@ -1401,12 +1401,12 @@ mod tests {
             ))]))
             .await
             .expect("write");
-        assert_eq!(resent.errors, 0, "the resend is the recorded error");
+        assert_eq!(resent.refused, 0, "the resend is the recorded error");
 
         // Queued under the old id before the upgrade, resent after it, in one batch.
         let queued_id = Uuid::now_v7().to_string();
         let mut queued = refused(event_with_client_id(1, &queued_id));
-        if let Processed::Error { id, .. } = &mut queued {
+        if let Processed::Refused { id, .. } = &mut queued {
             *id = ids::legacy_twin(1, &queued_id).expect("a v7 client id").0;
         }
         let both = store
@@ -1416,7 +1416,7 @@ mod tests {
             ]))
             .await
             .expect("write");
-        assert_eq!(both.errors, 1);
+        assert_eq!(both.refused, 1);
 
         // A refused event that never had an old-rule record is recorded once.
         let new_id = Uuid::now_v7().to_string();
@@ -1428,7 +1428,7 @@ mod tests {
             .write(Arc::new(vec![refused(event_with_client_id(1, &new_id))]))
             .await
             .expect("write");
-        assert_eq!((first.errors, again.errors), (1, 0));
+        assert_eq!((first.refused, again.refused), (1, 0));
         assert_eq!(count(&store, "errors").await, 3);
     }
 

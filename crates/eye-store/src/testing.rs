@@ -33,11 +33,11 @@ pub fn refused(processed: Processed) -> Processed {
     else {
         unreachable!("an event")
     };
-    Processed::Error {
+    Processed::Refused {
         id,
         app_id,
         received_at,
-        rejection: eye_core::Rejection::new("schema_violation", "refused", None),
+        refusal: eye_core::Refusal::new("schema_violation", "refused", None),
         raw: event.to_wire().to_string(),
         event: Some(event),
     }

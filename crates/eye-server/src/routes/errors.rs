@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use eye_core::Timestamp;
 use eye_core::auth::Scope;
 use eye_core::reason::REASON_CODES;
-use eye_store::{ErrorFilter, ErrorKey, ErrorQuery, ErrorStatus, ReprocessOutcome};
+use eye_store::{RefusedFilter, RefusedKey, RefusedQuery, RefusedStatus, ReprocessOutcome};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
@@ -49,7 +49,7 @@ const REPROCESS_CHUNK: u32 = 500;
 /// Default window of `/errors/summary` when `from` is not given.
 const SUMMARY_WINDOW_MICROS: i64 = 24 * 3_600_000_000;
 
-pub(crate) fn filter_from(params: &Params) -> Result<ErrorFilter, ApiError> {
+pub(crate) fn filter_from(params: &Params) -> Result<RefusedFilter, ApiError> {
     let reason = params.text("reason");
     if let Some(reason) = &reason
         && !REASON_CODES.iter().any(|(code, _)| code == reason)
@@ -62,7 +62,7 @@ pub(crate) fn filter_from(params: &Params) -> Result<ErrorFilter, ApiError> {
     let status = params
         .text("status")
         .map(|s| {
-            ErrorStatus::parse(&s).ok_or_else(|| {
+            RefusedStatus::parse(&s).ok_or_else(|| {
                 ApiError::bad_parameter(
                     "status",
                     "`status` must be one of open, reprocessed, dismissed, warning",
@@ -79,7 +79,7 @@ pub(crate) fn filter_from(params: &Params) -> Result<ErrorFilter, ApiError> {
             "`to` must be later than `from`",
         ));
     }
-    Ok(ErrorFilter {
+    Ok(RefusedFilter {
         reason,
         category: params.text("category"),
         name: params.text("name"),
@@ -90,8 +90,8 @@ pub(crate) fn filter_from(params: &Params) -> Result<ErrorFilter, ApiError> {
     })
 }
 
-pub(crate) fn error_key(id: &str) -> Result<ErrorKey, ApiError> {
-    ErrorKey::parse(id).ok_or_else(|| {
+pub(crate) fn error_key(id: &str) -> Result<RefusedKey, ApiError> {
+    RefusedKey::parse(id).ok_or_else(|| {
         ApiError::bad_parameter(
             "id",
             "an error id is the `error_id` UUID from the ingest answer, or the record's number",
@@ -126,12 +126,12 @@ pub async fn list_errors(
     let mut allowed = FILTER.to_vec();
     allowed.extend(["limit", "cursor"]);
     let params = Params::parse(query.as_deref(), &allowed)?;
-    let error_query = ErrorQuery {
+    let error_query = RefusedQuery {
         filter: filter_from(&params)?,
         limit: params.limit(DEFAULT_LIMIT, MAX_LIMIT)?,
         before_id: params.cursor()?.map(|c| c.pk),
     };
-    let page = state.store.errors(error_query).await?;
+    let page = state.store.refused_events(error_query).await?;
     Ok(Json(json!({
         "errors": page.items,
         "next_cursor": page.next.map(|c| c.encode()),
@@ -144,7 +144,7 @@ pub async fn list_errors(
     tag = "errors",
     params(("id" = String, Path, description = "The `error_id` of an ingest verdict (a UUID), or the record's number")),
     responses(
-        (status = 200, description = "The error", body = eye_store::ErrorRecord),
+        (status = 200, description = "The error", body = eye_store::RefusedEvent),
         (status = 400, description = "A bad parameter, named in `details.parameter`", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "The token's scope does not allow this", body = ErrorBody),
@@ -157,13 +157,17 @@ pub async fn get_error(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     state.auth.require(&headers, Scope::Read).await?;
-    let record = state.store.error(error_key(&id)?).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "error_not_found",
-            format!("no error {id:?}"),
-        )
-    })?;
+    let record = state
+        .store
+        .refused_event(error_key(&id)?)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "error_not_found",
+                format!("no error {id:?}"),
+            )
+        })?;
     Ok(Json(json!(record)))
 }
 
@@ -202,7 +206,7 @@ pub async fn error_summary(
         ));
     }
     (filter.from, filter.to) = (Some(from), Some(to));
-    let summary = state.store.error_summary(filter).await?;
+    let summary = state.store.refused_summary(filter).await?;
     Ok(Json(json!({
         "from": from,
         "to": to,
@@ -218,7 +222,7 @@ pub async fn error_summary(
     tag = "errors",
     params(("id" = String, Path, description = "The `error_id` (UUID) or the record's number")),
     responses(
-        (status = 200, description = "The error, now dismissed", body = eye_store::ErrorRecord),
+        (status = 200, description = "The error, now dismissed", body = eye_store::RefusedEvent),
         (status = 400, description = "A bad parameter, named in `details.parameter`", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "The token's scope does not allow this", body = ErrorBody),
@@ -241,8 +245,8 @@ pub(crate) async fn dismiss(
     state: &AppState,
     actor: &Actor,
     id: &str,
-) -> Result<eye_store::ErrorRecord, ApiError> {
-    let record = state.store.dismiss_error(error_key(id)?).await?;
+) -> Result<eye_store::RefusedEvent, ApiError> {
+    let record = state.store.dismiss_refused(error_key(id)?).await?;
     crate::management::audit(
         state.store.as_ref(),
         actor,
@@ -294,7 +298,7 @@ pub async fn reprocess_errors(
 pub(crate) async fn reprocess(
     state: &AppState,
     actor: &Actor,
-    filter: ErrorFilter,
+    filter: RefusedFilter,
     described: &str,
 ) -> Result<ReprocessOutcome, ApiError> {
     // "Current" means as of this request, whatever the registry's age.
@@ -309,7 +313,7 @@ pub(crate) async fn reprocess(
     loop {
         let open = state
             .store
-            .open_errors(filter.clone(), after_id, REPROCESS_CHUNK)
+            .open_refusals(filter.clone(), after_id, REPROCESS_CHUNK)
             .await?;
         let Some(last) = open.last() else { break };
         after_id = last.id;
@@ -317,7 +321,7 @@ pub(crate) async fn reprocess(
             .into_iter()
             .map(|error| state.checker.recheck(error))
             .collect();
-        let outcome = state.store.resolve_errors(resolutions).await?;
+        let outcome = state.store.resolve_refusals(resolutions).await?;
         total.reprocessed += outcome.reprocessed;
         total.still_invalid += outcome.still_invalid;
         state

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use eye_core::auth::Scope;
 use eye_core::body::{self, BodyError, BodyFormat};
-use eye_core::{Body as MessageBody, Envelope, Rejection, Timestamp};
+use eye_core::{Body as MessageBody, Envelope, Refusal, Timestamp};
 use eye_pipeline::accept;
 use http_body_util::BodyExt;
 use serde::Serialize;
@@ -153,11 +153,11 @@ async fn ingest(state: &AppState, request: Request) -> Result<Response, ApiError
         .metrics
         .events_rejected
         .inc_by((verdicts.len() - accepted) as u64);
-    if single && let Some(rejection) = verdicts[0].error {
+    if single && let Some(refusal) = verdicts[0].error {
         return Err(
-            ApiError::bad_request("invalid_event", rejection.message.clone()).with_details(json!({
-                "reason": rejection.code,
-                "field": rejection.field,
+            ApiError::bad_request("invalid_event", refusal.message.clone()).with_details(json!({
+                "reason": refusal.code,
+                "field": refusal.field,
                 "error_id": verdicts[0].error_id,
             })),
         );
@@ -194,7 +194,7 @@ struct Verdict<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a Rejection>,
+    error: Option<&'a Refusal>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error_id: Option<Uuid>,
 }
@@ -209,11 +209,11 @@ impl<'a> Verdict<'a> {
                 error: None,
                 error_id: None,
             },
-            MessageBody::Rejected { rejection, .. } => Verdict {
+            MessageBody::Refused { refusal, .. } => Verdict {
                 index,
                 status: "rejected",
                 id: None,
-                error: Some(rejection),
+                error: Some(refusal),
                 error_id: Some(envelope.id),
             },
         }

@@ -6,8 +6,9 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use super::{raw_json, timestamp, uuid_from, write_in};
 use crate::rows::{cut_to_limit, error_cursor, needs_dismissing, violations_text};
 use crate::{
-    ErrorCount, ErrorFilter, ErrorKey, ErrorQuery, ErrorRecord, ErrorStatus, ErrorSummary,
-    HourlyErrorCount, OpenError, Page, Processed, ReprocessOutcome, Resolution, Result, StoreError,
+    HourlyRefusedCount, OpenRefusal, Page, Processed, RefusedCount, RefusedEvent, RefusedFilter,
+    RefusedKey, RefusedQuery, RefusedStatus, RefusedSummary, ReprocessOutcome, Resolution, Result,
+    StoreError,
 };
 
 const ERROR_COLUMNS: &str = "r.id, r.event_id, a.name, r.reason, r.message, r.field, r.violations,
@@ -15,7 +16,7 @@ const ERROR_COLUMNS: &str = "r.id, r.event_id, a.name, r.reason, r.message, r.fi
 
 const HOUR_MICROS: i64 = 3_600_000_000;
 
-fn error_from_row(row: &Row<'_>) -> rusqlite::Result<ErrorRecord> {
+fn error_from_row(row: &Row<'_>) -> rusqlite::Result<RefusedEvent> {
     let violations: Option<String> = row.get(6)?;
     let violations = match violations {
         Some(text) => serde_json::from_str(&text).map_err(|e| {
@@ -24,7 +25,7 @@ fn error_from_row(row: &Row<'_>) -> rusqlite::Result<ErrorRecord> {
         None => Vec::new(),
     };
     let status: String = row.get(14)?;
-    Ok(ErrorRecord {
+    Ok(RefusedEvent {
         id: row.get(0)?,
         event_id: uuid_from(row, 1)?,
         app: row.get(2)?,
@@ -41,7 +42,7 @@ fn error_from_row(row: &Row<'_>) -> rusqlite::Result<ErrorRecord> {
         updated_at: row
             .get::<_, Option<i64>>(13)?
             .map(eye_core::Timestamp::from_micros),
-        status: ErrorStatus::parse(&status).ok_or_else(|| {
+        status: RefusedStatus::parse(&status).ok_or_else(|| {
             rusqlite::Error::FromSqlConversionFailure(
                 14,
                 rusqlite::types::Type::Text,
@@ -52,7 +53,7 @@ fn error_from_row(row: &Row<'_>) -> rusqlite::Result<ErrorRecord> {
 }
 
 /// Appends `AND ...` for every field of `filter` to `sql` (over `errors r JOIN apps a`).
-fn push_filter(sql: &mut String, args: &mut Vec<SqlValue>, filter: &ErrorFilter) {
+fn push_filter(sql: &mut String, args: &mut Vec<SqlValue>, filter: &RefusedFilter) {
     let mut clause = |text: &str, value: SqlValue| {
         args.push(value);
         sql.push_str(" AND ");
@@ -84,7 +85,7 @@ fn push_filter(sql: &mut String, args: &mut Vec<SqlValue>, filter: &ErrorFilter)
     }
 }
 
-pub(super) fn list(conn: &Connection, query: &ErrorQuery) -> Result<Page<ErrorRecord>> {
+pub(super) fn list(conn: &Connection, query: &RefusedQuery) -> Result<Page<RefusedEvent>> {
     let mut sql =
         format!("SELECT {ERROR_COLUMNS} FROM errors r JOIN apps a ON a.id = r.app_id WHERE 1=1");
     let mut args = Vec::new();
@@ -105,14 +106,14 @@ pub(super) fn list(conn: &Connection, query: &ErrorQuery) -> Result<Page<ErrorRe
     Ok(Page { items, next })
 }
 
-fn key_clause(key: ErrorKey) -> (&'static str, SqlValue) {
+fn key_clause(key: RefusedKey) -> (&'static str, SqlValue) {
     match key {
-        ErrorKey::EventId(id) => ("r.event_id = ?1", SqlValue::Blob(id.as_bytes().to_vec())),
-        ErrorKey::Number(n) => ("r.id = ?1", SqlValue::Integer(n)),
+        RefusedKey::EventId(id) => ("r.event_id = ?1", SqlValue::Blob(id.as_bytes().to_vec())),
+        RefusedKey::Number(n) => ("r.id = ?1", SqlValue::Integer(n)),
     }
 }
 
-pub(super) fn get(conn: &Connection, key: ErrorKey) -> Result<Option<ErrorRecord>> {
+pub(super) fn get(conn: &Connection, key: RefusedKey) -> Result<Option<RefusedEvent>> {
     let (clause, value) = key_clause(key);
     let sql = format!(
         "SELECT {ERROR_COLUMNS} FROM errors r JOIN apps a ON a.id = r.app_id WHERE {clause}"
@@ -123,7 +124,7 @@ pub(super) fn get(conn: &Connection, key: ErrorKey) -> Result<Option<ErrorRecord
         .optional()?)
 }
 
-pub(super) fn summary(conn: &Connection, filter: &ErrorFilter) -> Result<ErrorSummary> {
+pub(super) fn summary(conn: &Connection, filter: &RefusedFilter) -> Result<RefusedSummary> {
     let mut args = Vec::new();
     let mut conditions = String::new();
     push_filter(&mut conditions, &mut args, filter);
@@ -136,7 +137,7 @@ pub(super) fn summary(conn: &Connection, filter: &ErrorFilter) -> Result<ErrorSu
     let by_reason_and_type = conn
         .prepare(&sql)?
         .query_map(rusqlite::params_from_iter(args.iter()), |row| {
-            Ok(ErrorCount {
+            Ok(RefusedCount {
                 reason: row.get(0)?,
                 category: row.get(1)?,
                 name: row.get(2)?,
@@ -154,7 +155,7 @@ pub(super) fn summary(conn: &Connection, filter: &ErrorFilter) -> Result<ErrorSu
     let hourly = conn
         .prepare(&sql)?
         .query_map(rusqlite::params_from_iter(args.iter()), |row| {
-            Ok(HourlyErrorCount {
+            Ok(HourlyRefusedCount {
                 hour: timestamp(row, 0)?,
                 reason: row.get(1)?,
                 category: row.get(2)?,
@@ -163,7 +164,7 @@ pub(super) fn summary(conn: &Connection, filter: &ErrorFilter) -> Result<ErrorSu
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(ErrorSummary {
+    Ok(RefusedSummary {
         total: by_reason_and_type.iter().map(|c| c.count).sum(),
         by_reason_and_type,
         hourly,
@@ -172,7 +173,7 @@ pub(super) fn summary(conn: &Connection, filter: &ErrorFilter) -> Result<ErrorSu
 
 /// Dismisses an open error or a warning; dismissing twice is harmless, and a
 /// reprocessed error (already an event) cannot be dismissed.
-pub(super) fn dismiss(conn: &mut Connection, key: ErrorKey) -> Result<ErrorRecord> {
+pub(super) fn dismiss(conn: &mut Connection, key: RefusedKey) -> Result<RefusedEvent> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let record = get(&tx, key)?.ok_or_else(|| StoreError::NotFound("error".into()))?;
     if !needs_dismissing(&record)? {
@@ -182,7 +183,7 @@ pub(super) fn dismiss(conn: &mut Connection, key: ErrorKey) -> Result<ErrorRecor
         "UPDATE errors SET status = 'dismissed', updated_at = ?2 WHERE id = ?1",
         params![record.id, eye_core::Timestamp::now().as_micros()],
     )?;
-    let record = get(&tx, ErrorKey::Number(record.id))?
+    let record = get(&tx, RefusedKey::Number(record.id))?
         .ok_or_else(|| StoreError::NotFound("error".into()))?;
     tx.commit()?;
     Ok(record)
@@ -190,12 +191,12 @@ pub(super) fn dismiss(conn: &mut Connection, key: ErrorKey) -> Result<ErrorRecor
 
 pub(super) fn open(
     conn: &Connection,
-    filter: &ErrorFilter,
+    filter: &RefusedFilter,
     after_id: i64,
     limit: u32,
-) -> Result<Vec<OpenError>> {
+) -> Result<Vec<OpenRefusal>> {
     let mut filter = filter.clone();
-    filter.status = Some(ErrorStatus::Open);
+    filter.status = Some(RefusedStatus::Open);
     let mut sql = String::from(
         "SELECT r.id, r.event_id, r.app_id, r.received_at, r.raw
          FROM errors r JOIN apps a ON a.id = r.app_id WHERE 1=1",
@@ -210,7 +211,7 @@ pub(super) fn open(
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt
         .query_map(rusqlite::params_from_iter(args), |row| {
-            Ok(OpenError {
+            Ok(OpenRefusal {
                 id: row.get(0)?,
                 event_id: uuid_from(row, 1)?,
                 app_id: row.get(2)?,
@@ -249,16 +250,13 @@ pub(super) fn resolve(
                         outcome.reprocessed += 1;
                     }
                 }
-                Resolution::StillInvalid {
-                    error_id,
-                    rejection,
-                } => {
+                Resolution::StillInvalid { error_id, refusal } => {
                     outcome.still_invalid += still_invalid.execute(params![
                         error_id,
-                        rejection.code,
-                        rejection.message,
-                        rejection.field,
-                        violations_text(rejection)?,
+                        refusal.code,
+                        refusal.message,
+                        refusal.field,
+                        violations_text(refusal)?,
                         now
                     ])? as u64;
                 }

@@ -14,7 +14,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::Response;
 use eye_core::Timestamp;
-use eye_store::ErrorFilter;
+use eye_store::RefusedFilter;
 use maud::html;
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -108,10 +108,10 @@ pub async fn show(State(state): State<AppState>, viewer: Viewer) -> Result<Respo
     let to = Timestamp::now();
     let summary = state
         .store
-        .error_summary(ErrorFilter {
+        .refused_summary(RefusedFilter {
             from: Some(Timestamp::from_micros(to.as_micros() - DAY_MICROS)),
             to: Some(to),
-            ..ErrorFilter::default()
+            ..RefusedFilter::default()
         })
         .await?;
     let mut reasons: BTreeMap<&str, i64> = BTreeMap::new();

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use bytes::Bytes;
 use eye_core::Timestamp;
 use eye_core::reason::REASON_CODES;
-use eye_store::{ErrorQuery, ErrorStatus};
+use eye_store::{RefusedQuery, RefusedStatus};
 use maud::{Markup, html};
 
 use super::form::FormData;
@@ -74,10 +74,10 @@ pub async fn list(
                 to.as_micros() - SUMMARY_DAYS * 24 * 3_600_000_000,
             ));
             window.to = Some(to);
-            let summary = state.store.error_summary(window).await?;
+            let summary = state.store.refused_summary(window).await?;
             let errors = state
                 .store
-                .errors(ErrorQuery {
+                .refused_events(RefusedQuery {
                     filter: filter.clone(),
                     limit: PAGE_SIZE,
                     before_id,
@@ -172,7 +172,7 @@ pub async fn list(
 }
 
 /// The list narrowed to one group of the counts, keeping the other filters.
-fn group_link(pairs: &[(&'static str, String)], group: &eye_store::ErrorCount) -> String {
+fn group_link(pairs: &[(&'static str, String)], group: &eye_store::RefusedCount) -> String {
     let mut link: Vec<(&str, String)> = pairs
         .iter()
         .filter(|(name, _)| !matches!(*name, "reason" | "category" | "name"))
@@ -194,7 +194,7 @@ fn filter_form(form: &FormData) -> Markup {
             label { "Status"
                 select name="status" {
                     option value="" selected[status.is_empty()] { "any" }
-                    @for s in ErrorStatus::ALL {
+                    @for s in RefusedStatus::ALL {
                         option value=(s.as_str()) selected[status == s.as_str()] { (s.as_str()) }
                     }
                 }
@@ -218,7 +218,7 @@ fn filter_form(form: &FormData) -> Markup {
     }
 }
 
-fn status_badge(status: ErrorStatus) -> Markup {
+fn status_badge(status: RefusedStatus) -> Markup {
     html! { span class={ "badge " (status.as_str()) } { (status.as_str()) } }
 }
 
@@ -231,7 +231,7 @@ pub async fn show(
 ) -> Result<Response, PageError> {
     let error = state
         .store
-        .error(error_key(&id)?)
+        .refused_event(error_key(&id)?)
         .await?
         .ok_or_else(|| PageError::not_found(format!("No error {id}.")))?;
     let dismissed_now = query.as_deref() == Some("dismissed=1");
@@ -250,7 +250,7 @@ pub async fn show(
                 dt { "Received" } dd { (time(error.received_at)) }
                 @if let Some(updated) = error.updated_at { dt { "Updated" } dd { (time(updated)) } }
             }
-            @if viewer.is_admin() && matches!(error.status, ErrorStatus::Open | ErrorStatus::Warning) {
+            @if viewer.is_admin() && matches!(error.status, RefusedStatus::Open | RefusedStatus::Warning) {
                 form method="post" action={ "/admin/errors/" (error.id) "/dismiss" } #dismiss {
                     (csrf_field(&viewer))
                     button.danger type="submit" { "Dismiss" }

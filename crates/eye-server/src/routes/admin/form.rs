@@ -1,5 +1,5 @@
 //! Form bodies (`application/x-www-form-urlencoded`), read by hand so that a bad one
-//! gets the UI's own error page rather than an extractor's plain-text rejection.
+//! gets the UI's own error page rather than an extractor's plain-text refusal.
 
 pub struct FormData(Vec<(String, String)>);
 
