@@ -7,7 +7,8 @@ use std::time::Instant;
 use eye_core::limits::PayloadLimits;
 use eye_core::{EventType, IncomingEvent};
 use eye_schema::{Check, Registry, UnknownTypePolicy};
-use eye_store::{SqliteStore, Store};
+use eye_store::EventTypes;
+use eye_store::SqliteStore;
 use serde_json::value::RawValue;
 
 const CASES: [(&str, &str, &str); 4] = [

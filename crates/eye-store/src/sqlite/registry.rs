@@ -183,3 +183,49 @@ pub(super) fn delete_schema(conn: &mut Connection, event_type: &EventType) -> Re
     }
     Ok(())
 }
+
+use super::*;
+
+#[async_trait::async_trait]
+impl EventTypes for SqliteStore {
+    async fn active_types(&self) -> Result<Vec<ActiveType>> {
+        self.read_with(active_types).await
+    }
+
+    async fn event_types(&self) -> Result<Vec<EventTypeInfo>> {
+        self.read_with(|conn| event_types(conn, None)).await
+    }
+
+    async fn event_type(&self, event_type: &EventType) -> Result<Option<EventTypeInfo>> {
+        let event_type = event_type.clone();
+        self.read_with(move |conn| Ok(event_types(conn, Some(&event_type))?.pop()))
+            .await
+    }
+
+    async fn schema(
+        &self,
+        event_type: &EventType,
+        version: Option<i64>,
+    ) -> Result<Option<SchemaRecord>> {
+        let event_type = event_type.clone();
+        self.read_with(move |conn| schema(conn, &event_type, version))
+            .await
+    }
+
+    async fn put_schema(
+        &self,
+        event_type: &EventType,
+        schema: String,
+        mode: Option<SchemaMode>,
+    ) -> Result<(SchemaRecord, bool)> {
+        let event_type = event_type.clone();
+        self.write_with(move |conn| put_schema(conn, &event_type, &schema, mode))
+            .await
+    }
+
+    async fn delete_schema(&self, event_type: &EventType) -> Result<()> {
+        let event_type = event_type.clone();
+        self.write_with(move |conn| delete_schema(conn, &event_type))
+            .await
+    }
+}

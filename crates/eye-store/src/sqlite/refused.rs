@@ -1,4 +1,5 @@
-//! The error store: listing, counting, dismissing and reprocessing error records.
+//! Refused events: listing, counting, dismissing and reprocessing their records, as
+//! `RefusedEvents`.
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
@@ -266,4 +267,40 @@ pub(super) fn resolve(
     write_in(&tx, fixed.into_iter())?;
     tx.commit()?;
     Ok(outcome)
+}
+
+use super::*;
+
+#[async_trait::async_trait]
+impl RefusedEvents for SqliteStore {
+    async fn refused_events(&self, query: RefusedQuery) -> Result<Page<RefusedEvent>> {
+        self.read_with(move |conn| list(conn, &query)).await
+    }
+
+    async fn refused_event(&self, key: RefusedKey) -> Result<Option<RefusedEvent>> {
+        self.read_with(move |conn| get(conn, key)).await
+    }
+
+    async fn refused_summary(&self, filter: RefusedFilter) -> Result<RefusedSummary> {
+        self.read_with(move |conn| summary(conn, &filter)).await
+    }
+
+    async fn dismiss_refused(&self, key: RefusedKey) -> Result<RefusedEvent> {
+        self.write_with(move |conn| dismiss(conn, key)).await
+    }
+
+    async fn open_refusals(
+        &self,
+        filter: RefusedFilter,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<OpenRefusal>> {
+        self.read_with(move |conn| open(conn, &filter, after_id, limit))
+            .await
+    }
+
+    async fn resolve_refusals(&self, resolutions: Vec<Resolution>) -> Result<ReprocessOutcome> {
+        self.write_with(move |conn| resolve(conn, resolutions))
+            .await
+    }
 }

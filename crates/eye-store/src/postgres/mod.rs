@@ -1,0 +1,216 @@
+//! The PostgreSQL store: the same data model and semantics as the embedded one (see
+//! `migrations/postgres/`), for fleets of API and worker processes.
+//!
+//! A `deadpool` pool of `tokio-postgres` connections. A worker batch is one
+//! transaction of a few array-parameter statements (`INSERT ... SELECT FROM UNNEST`),
+//! whatever its size: events first (`ON CONFLICT (id) DO NOTHING RETURNING id`), then,
+//! for the events actually inserted, the session, type and per-minute counters summed
+//! in Rust and upserted in key order, so that concurrent workers take row locks in the
+//! same order and cannot deadlock. Payloads are `jsonb`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use deadpool_postgres::{
+    GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Transaction,
+};
+use eye_core::auth::{Scope, TokenHash};
+use eye_core::schema::{ActiveType, SchemaMode};
+use eye_core::{EventType, Timestamp};
+use serde_json::value::RawValue;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+use uuid::Uuid;
+
+use crate::aggregate::{Tally, group, split_range};
+use crate::rows::{
+    cut_to_limit, error_cursor, needs_dismissing, session_cursor, stored_event, violations_text,
+};
+use crate::*;
+
+mod access;
+mod analytics;
+mod events;
+mod refused;
+mod registry;
+#[cfg(test)]
+mod tests;
+mod write;
+
+// What the files of this back end share with each other.
+use events::{SESSION_COLUMNS, session_from_row};
+use write::write_in;
+
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_init.sql"),
+    include_str!("../../migrations/postgres/0002_security.sql"),
+    include_str!("../../migrations/postgres/0003_users.sql"),
+    include_str!("../../migrations/postgres/0004_logins.sql"),
+    include_str!("../../migrations/postgres/0005_events_by_type.sql"),
+    include_str!("../../migrations/postgres/0006_store_meta.sql"),
+];
+
+/// Serializes migrations between processes starting at once.
+const MIGRATION_LOCK: i64 = 0x0e7e_0001;
+
+type Param = Box<dyn ToSql + Sync + Send>;
+
+/// SQL text with its numbered parameters.
+#[derive(Default)]
+struct Sql {
+    text: String,
+    params: Vec<Param>,
+}
+
+impl Sql {
+    fn new(text: &str) -> Self {
+        Sql {
+            text: text.to_owned(),
+            params: Vec::new(),
+        }
+    }
+
+    /// Appends `clause`, its `?` replaced by this parameter's number.
+    fn and(&mut self, clause: &str, value: impl ToSql + Sync + Send + 'static) {
+        self.params.push(Box::new(value));
+        self.text.push_str(" AND ");
+        self.text
+            .push_str(&clause.replace('?', &format!("${}", self.params.len())));
+    }
+
+    fn bind(&mut self, value: impl ToSql + Sync + Send + 'static) -> String {
+        self.params.push(Box::new(value));
+        format!("${}", self.params.len())
+    }
+
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect()
+    }
+
+    async fn query(&self, client: &impl GenericClient) -> Result<Vec<Row>> {
+        client
+            .query(&self.text, &self.params())
+            .await
+            .map_err(database)
+    }
+}
+
+fn database(error: tokio_postgres::Error) -> StoreError {
+    match error.as_db_error() {
+        Some(db) => StoreError::Database(format!("{} ({})", db.message(), db.code().code())),
+        None => StoreError::Database(error.to_string()),
+    }
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// `database_url` with its connections' `search_path` set to `schema`: a store of its
+/// own in a shared database (benchmarks, tests).
+pub fn in_schema(database_url: &str, schema: &str) -> String {
+    let separator = if database_url.contains('?') { '&' } else { '?' };
+    format!("{database_url}{separator}options=-csearch_path%3D{schema}")
+}
+
+pub struct PgStore {
+    pool: Pool,
+    /// `store_meta`'s `legacy_v7_client_ids_until_ms`, read once at connect: only the
+    /// migration that upgrades a store writes it, and `connect` migrates first.
+    legacy_until: Option<i64>,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user@host:port/db`), and applies pending
+    /// migrations under an advisory lock.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with_password(url, None).await
+    }
+
+    /// Like `connect`, with the password given apart from the URL (from a secret file,
+    /// say); it replaces one the URL may hold.
+    pub async fn connect_with_password(url: &str, password: Option<&str>) -> Result<Self> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Database(format!("the database URL is invalid: {e}")))?;
+        if let Some(password) = password {
+            config.password(password);
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .build()
+            .map_err(|e| StoreError::Database(e.to_string()))?;
+        let mut store = PgStore {
+            pool,
+            legacy_until: None,
+        };
+        store.migrate().await?;
+        store.legacy_until = store
+            .client()
+            .await?
+            .query_opt(
+                "SELECT value FROM store_meta WHERE key = 'legacy_v7_client_ids_until_ms'",
+                &[],
+            )
+            .await
+            .map_err(database)?
+            .map(|row| row.get(0));
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Database(format!("no database connection: {e}")))
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(database)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(database)?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS eye_migrations (version INT PRIMARY KEY)")
+            .await
+            .map_err(database)?;
+        let version: i32 = tx
+            .query_one("SELECT coalesce(max(version), 0) FROM eye_migrations", &[])
+            .await
+            .map_err(database)?
+            .get(0);
+        let version = version as usize;
+        if version > MIGRATIONS.len() {
+            return Err(corrupt(format!(
+                "the database is at schema version {version}, newer than this binary knows ({})",
+                MIGRATIONS.len()
+            )));
+        }
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            tx.batch_execute(sql).await.map_err(database)?;
+            tx.execute(
+                "INSERT INTO eye_migrations (version) VALUES ($1)",
+                &[&((index + 1) as i32)],
+            )
+            .await
+            .map_err(database)?;
+            tracing::info!(version = index + 1, "applied PostgreSQL migration");
+        }
+        tx.commit().await.map_err(database)?;
+        Ok(())
+    }
+}
+
+fn raw_json(text: String) -> Result<Box<RawValue>> {
+    RawValue::from_string(text).map_err(corrupt)
+}

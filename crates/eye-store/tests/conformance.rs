@@ -1,0 +1,595 @@
+//! One suite, two back ends: the store's contract checked against the embedded SQLite
+//! store and against PostgreSQL (at `EYE_TEST_DATABASE_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/test`, each test in a schema of its own; skipped
+//! when PostgreSQL does not answer, a failure with `CI=true`).
+//!
+//! Each case runs against every back end and names the back end in its failures.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use eye_core::auth::{Scope, TokenHash};
+use eye_core::{EventType, IncomingEvent, Refusal, Timestamp};
+use eye_store::{
+    AuditEntry, DataFilter, EventQuery, NewLogin, PgStore, Processed, RefusedFilter, RefusedKey,
+    RefusedQuery, RefusedStatus, Resolution, RowEncoder, SessionQuery, SqliteStore, StatsQuery,
+    Store, StoreError, WriteOutcome,
+};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+struct Backend {
+    name: &'static str,
+    store: Arc<dyn Store>,
+    /// The PostgreSQL schema to drop afterwards: (database URL, schema).
+    schema: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Backend {
+    async fn clean_up(self) {
+        drop(self.store);
+        if let Some((url, schema)) = self.schema
+            && let Ok((client, connection)) =
+                tokio_postgres::connect(&url, tokio_postgres::NoTls).await
+        {
+            tokio::spawn(connection);
+            let _ = client
+                .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+                .await;
+        }
+    }
+}
+
+/// Says, past the test harness's capture, that a back end was skipped.
+fn skip(what: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED {what}");
+}
+
+fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    Backend {
+        name: "sqlite",
+        store: Arc::new(SqliteStore::open(dir.path()).unwrap()),
+        schema: None,
+        _dir: Some(dir),
+    }
+}
+
+async fn postgres() -> Option<Backend> {
+    let url = std::env::var("EYE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let (client, connection) = match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+        Ok(pair) => pair,
+        Err(error) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "PostgreSQL is required in CI at {url}: {error}"
+            );
+            skip(&format!(
+                "the PostgreSQL store: {url} does not answer ({error})"
+            ));
+            return None;
+        }
+    };
+    tokio::spawn(connection);
+    // A schema of its own for every test: they run at once.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let schema = format!(
+        "eye_store_test_{}_{}_{nanos:x}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .unwrap();
+    let store = PgStore::connect(&eye_store::postgres::in_schema(&url, &schema))
+        .await
+        .unwrap();
+    Some(Backend {
+        name: "postgres",
+        store: Arc::new(store),
+        schema: Some((url, schema)),
+        _dir: None,
+    })
+}
+
+async fn backends() -> Vec<Backend> {
+    let mut all = vec![sqlite()];
+    all.extend(postgres().await);
+    all
+}
+
+/// 2026-01-01T00:00:00Z plus `seconds`, in microseconds.
+fn at(seconds: i64) -> i64 {
+    1_767_225_600_000_000 + seconds * 1_000_000
+}
+
+fn incoming(session: &str, name: &str, second: i64, data: &str, seq: Option<i64>) -> IncomingEvent {
+    let seq = seq.map(|s| format!(r#","seq":{s}"#)).unwrap_or_default();
+    let text = format!(
+        r#"{{"session_id":"{session}","category":"page interaction","name":"{name}","data":{data},"timestamp":{}{seq}}}"#,
+        serde_json::to_string(&Timestamp::from_micros(at(second)).to_string()).unwrap()
+    );
+    IncomingEvent::parse(&RawValue::from_string(text).unwrap()).unwrap()
+}
+
+fn event(app_id: i64, session: &str, name: &str, second: i64) -> Processed {
+    stored(
+        app_id,
+        incoming(session, name, second, r#"{"path":"/"}"#, None),
+    )
+}
+
+fn stored(app_id: i64, event: IncomingEvent) -> Processed {
+    Processed::Event {
+        id: Uuid::now_v7(),
+        app_id,
+        received_at: at(0),
+        event,
+        schema_version: None,
+        warning: None,
+    }
+}
+
+fn refused(app_id: i64, session: &str) -> Processed {
+    let event = incoming(session, "submit", 1, r#"{"form":1}"#, None);
+    Processed::Refused {
+        id: Uuid::now_v7(),
+        app_id,
+        received_at: at(0),
+        refusal: Refusal::new("schema_violation", "`form` must be an object", Some("data")),
+        raw: event.to_wire().to_string(),
+        event: Some(event),
+    }
+}
+
+async fn write(store: &dyn Store, batch: Vec<Processed>) -> WriteOutcome {
+    store.write(Arc::new(batch)).await.unwrap()
+}
+
+async fn app(store: &dyn Store, name: &str) -> i64 {
+    store.create_app(name).await.unwrap().id
+}
+
+fn names(page: &[eye_store::StoredEvent]) -> Vec<String> {
+    page.iter().map(|e| e.name.clone()).collect()
+}
+
+#[tokio::test]
+async fn an_event_is_stored_once_and_its_session_counts_only_what_was_inserted() {
+    for backend in backends().await {
+        let (store, name) = (backend.store.as_ref(), backend.name);
+        let web = app(store, "web").await;
+        let mobile = app(store, "mobile").await;
+        let batch = vec![
+            event(web, "s1", "view", 30),
+            event(mobile, "s1", "click", 10),
+            event(web, "s2", "view", 20),
+        ];
+        let outcome = write(store, batch.clone()).await;
+        assert_eq!((outcome.stored, outcome.duplicates), (3, 0), "{name}");
+        // The same batch again (a redelivery): nothing changes.
+        let again = write(store, batch).await;
+        assert_eq!((again.stored, again.duplicates), (0, 3), "{name}");
+
+        let session = store.session("s1").await.unwrap().expect("session s1");
+        assert_eq!(session.event_count, 2, "{name}");
+        assert_eq!(session.first_seen.as_micros(), at(10), "{name}");
+        assert_eq!(session.last_seen.as_micros(), at(30), "{name}");
+        assert_eq!(session.apps, vec!["mobile", "web"], "{name}");
+        assert!(store.session("nobody").await.unwrap().is_none(), "{name}");
+
+        let stats = store.stats(StatsQuery::default()).await.unwrap();
+        assert_eq!(
+            stats.iter().map(|r| r.count).sum::<i64>(),
+            3,
+            "{name}: {stats:?}"
+        );
+        backend.clean_up().await;
+    }
+}
+
+#[tokio::test]
+async fn a_sessions_events_come_in_time_order_ties_by_seq_and_page_by_cursor() {
+    for backend in backends().await {
+        let (store, name) = (backend.store.as_ref(), backend.name);
+        let web = app(store, "web").await;
+        let data = r#"{"path":"/"}"#;
+        write(
+            store,
+            vec![
+                stored(web, incoming("s", "third", 5, data, Some(2))),
+                stored(web, incoming("s", "first", 1, data, None)),
+                stored(web, incoming("s", "second", 5, data, Some(1))),
+                stored(web, incoming("other", "elsewhere", 3, data, None)),
+            ],
+        )
+        .await;
+        let mut query = EventQuery {
+            session_id: Some("s".into()),
+            limit: 2,
+            ..Default::default()
+        };
+        let first = store.events(query.clone()).await.unwrap();
+        assert_eq!(names(&first.items), ["first", "second"], "{name}");
+        query.after = Some(first.next.expect("a second page"));
+        let second = store.events(query).await.unwrap();
+        assert_eq!(names(&second.items), ["third"], "{name}");
+        assert!(second.next.is_none(), "{name}");
+
+        let newest_first = store
+            .events(EventQuery {
+                session_id: Some("s".into()),
+                order: eye_store::Order::Desc,
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            names(&newest_first.items),
+            ["third", "second", "first"],
+            "{name}"
+        );
+        let one = store.event(first.items[0].id).await.unwrap().unwrap();
+        assert_eq!(one.name, "first", "{name}");
+        backend.clean_up().await;
+    }
+}
+
+#[tokio::test]
+async fn filters_by_type_application_time_and_payload_select_the_same_events() {
+    for backend in backends().await {
+        let (store, name) = (backend.store.as_ref(), backend.name);
+        let web = app(store, "web").await;
+        let shop = app(store, "shop").await;
+        write(
+            store,
+            vec![
+                stored(
+                    web,
+                    incoming("a", "view", 1, r#"{"path":"/","n":7,"ok":true}"#, None),
+                ),
+                stored(shop, incoming("b", "view", 2, r#"{"path":"/cart"}"#, None)),
+                stored(
+                    web,
+                    incoming(
+                        "c",
+                        "click",
+                        3,
+                        r#"{"path":"/cart","form":{"x":"y"}}"#,
+                        None,
+                    ),
+                ),
+            ],
+        )
+        .await;
+        let select = |query: EventQuery| async move {
+            let query = EventQuery {
+                limit: 100,
+                ..query
+            };
+            names(&store.events(query).await.unwrap().items)
+        };
+        let filter = |path: &[&str], value: &str| DataFilter {
+            path: path.iter().map(|s| s.to_string()).collect(),
+            value: value.into(),
+        };
+        let by_name = EventQuery {
+            name: Some("view".into()),
+            ..Default::default()
+        };
+        assert_eq!(select(by_name).await, ["view", "view"], "{name}");
+        let by_app = EventQuery {
+            app: Some("shop".into()),
+            ..Default::default()
+        };
+        assert_eq!(select(by_app).await, ["view"], "{name}");
+        let by_time = EventQuery {
+            from: Some(Timestamp::from_micros(at(2))),
+            to: Some(Timestamp::from_micros(at(3))),
+            ..Default::default()
+        };
+        assert_eq!(
+            select(by_time).await,
+            ["view"],
+            "{name}: from inclusive, to exclusive"
+        );
+        let by_path = EventQuery {
+            data: vec![filter(&["path"], "/cart")],
+            ..Default::default()
+        };
+        assert_eq!(select(by_path).await, ["view", "click"], "{name}");
+        let nested = EventQuery {
+            data: vec![filter(&["form", "x"], "y")],
+            ..Default::default()
+        };
+        assert_eq!(select(nested).await, ["click"], "{name}");
+        let number = EventQuery {
+            data: vec![filter(&["n"], "7")],
+            ..Default::default()
+        };
+        assert_eq!(
+            select(number).await,
+            ["view"],
+            "{name}: a number matches its text"
+        );
+        let boolean = EventQuery {
+            data: vec![filter(&["ok"], "true")],
+            ..Default::default()
+        };
+        assert_eq!(
+            select(boolean).await,
+            ["view"],
+            "{name}: a boolean matches its text"
+        );
+
+        let sessions = store
+            .sessions(SessionQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .0;
+        let ids: Vec<_> = sessions.iter().map(|s| s.session_id.as_str()).collect();
+        assert_eq!(ids, ["c", "b", "a"], "{name}: most recently active first");
+        backend.clean_up().await;
+    }
+}
+
+#[tokio::test]
+async fn an_export_streams_every_match_in_order() {
+    for backend in backends().await {
+        let (store, name) = (backend.store.as_ref(), backend.name);
+        let web = app(store, "web").await;
+        let batch: Vec<Processed> = (0..50)
+            .map(|i| event(web, "s", &format!("e{i:02}"), i))
+            .collect();
+        write(store, batch).await;
+        let (sink, mut chunks) = tokio::sync::mpsc::channel(4);
+        let encode: RowEncoder = Box::new(|row, buffer| {
+            buffer.extend_from_slice(row.name.as_bytes());
+            buffer.push(b'\n');
+        });
+        let query = EventQuery {
+            session_id: Some("s".into()),
+            ..Default::default()
+        };
+        let export = store.export_events(query, Some(40), encode, sink);
+        let collect = async {
+            let mut text = Vec::new();
+            while let Some(chunk) = chunks.recv().await {
+                text.extend(chunk);
+            }
+            String::from_utf8(text).unwrap()
+        };
+        let (result, text) = tokio::join!(export, collect);
+        result.unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 40, "{name}: max_events caps the export");
+        assert_eq!((lines[0], lines[39]), ("e00", "e39"), "{name}");
+        backend.clean_up().await;
+    }
+}
+
+#[tokio::test]
+async fn refused_events_are_recorded_once_counted_dismissed_and_reprocessed_once() {
+    for backend in backends().await {
+        let (store, name) = (backend.store.as_ref(), backend.name);
+        let web = app(store, "web").await;
+        let mut warned = event(web, "s", "view", 1);
+        if let Processed::Event { warning, .. } = &mut warned {
+            *warning = Some(Refusal::new("schema_violation", "shadow", None));
+        }
+        let batch = vec![refused(web, "s"), refused(web, "t"), warned];
+        let outcome = write(store, batch.clone()).await;
+        assert_eq!(
+            (outcome.stored, outcome.refused, outcome.warnings),
+            (1, 2, 1),
+            "{name}"
+        );
+        let again = write(store, batch).await;
+        assert_eq!(
+            (again.refused, again.warnings),
+            (0, 0),
+            "{name}: recorded once"
+        );
+
+        let open = RefusedFilter {
+            status: Some(RefusedStatus::Open),
+            ..Default::default()
+        };
+        let summary = store.refused_summary(open.clone()).await.unwrap();
+        assert_eq!(summary.total, 2, "{name}");
+        let listed = store
+            .refused_events(RefusedQuery {
+                filter: RefusedFilter::default(),
+                limit: 10,
+                before_id: None,
+            })
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(listed.len(), 3, "{name}: two refusals and a warning");
+
+        let first = store.open_refusals(open.clone(), 0, 10).await.unwrap();
+        assert_eq!(first.len(), 2, "{name}");
+        let dismissed = store
+            .dismiss_refused(RefusedKey::Number(first[1].id))
+            .await
+            .unwrap();
+        assert_eq!(dismissed.status, RefusedStatus::Dismissed, "{name}");
+        let found = store
+            .refused_event(RefusedKey::EventId(first[0].event_id))
+            .await
+            .unwrap();
+        assert_eq!(found.map(|r| r.status), Some(RefusedStatus::Open), "{name}");
+
+        // Reprocessing the open one as fixed stores its event with the refused id, once.
+        let fixed = |error: &eye_store::OpenRefusal| Resolution::Fixed {
+            error_id: error.id,
+            event: Box::new(Processed::Event {
+                id: error.event_id,
+                app_id: error.app_id,
+                received_at: error.received_at,
+                event: incoming("s", "submit", 1, r#"{"form":{}}"#, None),
+                schema_version: None,
+                warning: None,
+            }),
+        };
+        let resolutions = vec![fixed(&first[0])];
+        let done = store.resolve_refusals(resolutions).await.unwrap();
+        assert_eq!(done.reprocessed, 1, "{name}");
+        let twice = store
+            .resolve_refusals(vec![fixed(&first[0])])
+            .await
+            .unwrap();
+        assert_eq!(
+            twice.reprocessed, 0,
+            "{name}: only an open record becomes an event"
+        );
+        let session = store.session("s").await.unwrap().unwrap();
+        assert_eq!(
+            session.event_count, 2,
+            "{name}: the warned event and the fixed one"
+        );
+        assert!(
+            store.open_refusals(open, 0, 10).await.unwrap().is_empty(),
+            "{name}"
+        );
+        backend.clean_up().await;
+    }
+}
+
+#[tokio::test]
+async fn schemas_are_versioned_per_type_and_removed_without_losing_versions() {
+    for backend in backends().await {
+        let (store, name) = (backend.store.as_ref(), backend.name);
+        let signup = EventType {
+            category: "form".into(),
+            name: "signup".into(),
+        };
+        let schema = r#"{"type":"object"}"#.to_owned();
+        let (first, created) = store
+            .put_schema(&signup, schema.clone(), None)
+            .await
+            .unwrap();
+        assert!(created, "{name}");
+        let (same, created) = store.put_schema(&signup, schema, None).await.unwrap();
+        assert!(
+            !created && same.version == first.version,
+            "{name}: identical adds nothing"
+        );
+        let (second, created) = store
+            .put_schema(
+                &signup,
+                r#"{"type":"object","required":["a"]}"#.into(),
+                Some(eye_core::schema::SchemaMode::Shadow),
+            )
+            .await
+            .unwrap();
+        assert!(created && second.version == first.version + 1, "{name}");
+        assert_eq!(second.mode, eye_core::schema::SchemaMode::Shadow, "{name}");
+        let active = store.active_types().await.unwrap();
+        assert!(active.iter().any(|t| t.event_type == signup), "{name}");
+
+        store.delete_schema(&signup).await.unwrap();
+        assert!(
+            store.schema(&signup, None).await.unwrap().is_none(),
+            "{name}"
+        );
+        let kept = store.schema(&signup, Some(first.version)).await.unwrap();
+        assert!(kept.is_some(), "{name}: old versions are kept");
+        let again = store.delete_schema(&signup).await;
+        assert!(
+            matches!(again, Err(StoreError::NotFound(_))),
+            "{name}: {again:?}"
+        );
+        backend.clean_up().await;
+    }
+}
+
+#[tokio::test]
+async fn applications_tokens_users_and_logins_keep_their_rules() {
+    for backend in backends().await {
+        let (store, name) = (backend.store.as_ref(), backend.name);
+        let web = store.create_app("web").await.unwrap();
+        let taken = store.create_app("web").await;
+        assert!(
+            matches!(taken, Err(StoreError::Conflict(_))),
+            "{name}: {taken:?}"
+        );
+        let hash = TokenHash::of("eye_i_secret");
+        let id = store
+            .create_token(hash, Scope::Ingest, Some(web.id), Some("ci"))
+            .await
+            .unwrap();
+        let grant = store.authenticate(hash).await.unwrap().expect("a grant");
+        assert_eq!(
+            (grant.token_id, grant.scope, grant.app_id),
+            (id, Scope::Ingest, Some(web.id)),
+            "{name}"
+        );
+        store.revoke_app("web").await.unwrap();
+        assert!(
+            store.authenticate(hash).await.unwrap().is_none(),
+            "{name}: revoked with its app"
+        );
+        let missing = store.revoke_token(9_999).await;
+        assert!(matches!(missing, Err(StoreError::NotFound(_))), "{name}");
+
+        let user = store.create_user("a@b.co", "hash", "admin").await.unwrap();
+        let twice = store.create_user("a@b.co", "hash", "admin").await;
+        assert!(matches!(twice, Err(StoreError::Conflict(_))), "{name}");
+        let login = TokenHash::of("cookie");
+        let now = Timestamp::from_micros(at(0));
+        store
+            .create_login(NewLogin {
+                hash: login,
+                user_id: user,
+                csrf: "csrf".into(),
+                created_at: now,
+                expires_at: Timestamp::from_micros(at(60)),
+            })
+            .await
+            .unwrap();
+        let found = store
+            .login(login, now)
+            .await
+            .unwrap()
+            .expect("a live login");
+        assert_eq!(found.user.email, "a@b.co", "{name}");
+        let later = Timestamp::from_micros(at(61));
+        assert!(
+            store.login(login, later).await.unwrap().is_none(),
+            "{name}: expired"
+        );
+        store.delete_login(login).await.unwrap();
+        assert!(
+            store.login(login, now).await.unwrap().is_none(),
+            "{name}: logged out"
+        );
+
+        for (second, action) in [(1, "first"), (2, "second")] {
+            let entry = AuditEntry {
+                at: Timestamp::from_micros(at(second)),
+                actor: "cli:test".into(),
+                action: action.into(),
+                target: "app:web".into(),
+                details: None,
+            };
+            store.audit(entry).await.unwrap();
+        }
+        let log = store.audit_log(1).await.unwrap();
+        assert_eq!(log.len(), 1, "{name}");
+        assert_eq!(log[0].action, "second", "{name}: newest first");
+        backend.clean_up().await;
+    }
+}
