@@ -36,6 +36,19 @@ pub struct EventType {
     pub name: String,
 }
 
+impl EventType {
+    /// The type named by `category` and `name`, each checked as an identifier; the
+    /// error names the field at fault and why.
+    pub fn parse(category: &str, name: &str) -> Result<EventType, (&'static str, &'static str)> {
+        let category = identifier(category).map_err(|why| ("category", why))?;
+        let name = identifier(name).map_err(|why| ("name", why))?;
+        Ok(EventType {
+            category: category.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+}
+
 fn identifier(value: &str) -> Result<&str, &'static str> {
     if value.trim().is_empty() {
         Err("must not be empty")

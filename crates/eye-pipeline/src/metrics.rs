@@ -24,6 +24,8 @@ pub struct PipelineMetrics {
     /// Records written to the store of refused events (the error store).
     pub refusals_recorded: Counter,
     pub warnings_recorded: Counter,
+    /// Refused events that a reprocess turned into events.
+    pub refusals_reprocessed: Counter,
     pub store_write_failures: Counter,
     pub validation_failures: Family<FailureLabels, Counter>,
     pub worker_batch_events: Histogram,
@@ -40,6 +42,7 @@ impl Default for PipelineMetrics {
             events_duplicate: Counter::default(),
             refusals_recorded: Counter::default(),
             warnings_recorded: Counter::default(),
+            refusals_reprocessed: Counter::default(),
             store_write_failures: Counter::default(),
             validation_failures: Family::default(),
             worker_batch_events: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
@@ -72,6 +75,11 @@ impl PipelineMetrics {
             "eye_warnings_recorded",
             "Shadow-mode schema violations recorded for events that were stored",
             self.warnings_recorded.clone(),
+        );
+        registry.register(
+            "eye_errors_reprocessed",
+            "Errors that became events after a reprocess",
+            self.refusals_reprocessed.clone(),
         );
         registry.register(
             "eye_store_write_failures",

@@ -8,103 +8,28 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::routing::{get, post, put};
 use eye_queue::{EmbeddedQueue, NatsOptions, NatsQueue, Queue};
 use eye_schema::Registry;
 use eye_store::{PgStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::auth::Authenticator;
-use crate::config::Settings;
-use crate::error;
-use crate::routes::{errors, event_types, events, health, ingest, manage, sessions, stats};
-use crate::telemetry::{self, Metrics};
 use eye_pipeline::{Checker, Worker};
 
-/// What every handler can reach. One `Arc` around it all, so that handing the state to
-/// a request costs one atomic increment rather than one per field.
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+use crate::config::Settings;
+use crate::http::error;
+use crate::http::telemetry::{Metrics, Samples};
+use crate::http::tokens::Authenticator;
+use crate::state::{AppState, Shared};
 
-impl AppState {
-    pub fn new(shared: Shared) -> Self {
-        AppState(Arc::new(shared))
-    }
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-pub struct Shared {
-    pub settings: Arc<Settings>,
-    pub store: Arc<dyn Store>,
-    pub queue: Arc<dyn Queue>,
-    pub auth: Arc<Authenticator>,
-    pub metrics: Arc<Metrics>,
-    /// The checks and the schema registry, shared with the worker.
-    pub checker: Arc<Checker>,
-    /// Browser origins allowed per application (CORS).
-    pub origins: crate::cors::OriginPolicy,
-    /// Per-application ingest limits; `None` when no rate is configured.
-    pub rate_limiter: Option<crate::rate_limit::RateLimiter>,
-    /// The last hour of counter readings, for the admin dashboard's chart.
-    pub samples: crate::routes::admin::Samples,
-}
-
+/// The whole HTTP surface of `eye serve` and `eye api`: the JSON API, the admin UI and
+/// the OpenAPI document with Swagger UI.
 pub fn router(state: AppState) -> Router {
-    // Browsers send events cross-origin: the ingest handlers and their preflight
-    // answer CORS themselves (`cors::answer_ingest`).
-    Router::new()
-        .route(
-            "/events",
-            post(ingest::ingest_events)
-                .get(events::list_events)
-                .options(crate::cors::preflight),
-        )
-        .route(
-            "/events/",
-            post(ingest::ingest_events)
-                .get(events::list_events)
-                .options(crate::cors::preflight),
-        )
-        .route("/sessions", get(sessions::list_sessions))
-        .route("/sessions/{id}", get(sessions::get_session))
-        .route("/stats", get(stats::get_stats))
-        .route("/errors", get(errors::list_errors))
-        .route("/errors/summary", get(errors::error_summary))
-        .route("/errors/reprocess", post(errors::reprocess_errors))
-        .route("/errors/{id}", get(errors::get_error))
-        .route("/errors/{id}/dismiss", post(errors::dismiss_error))
-        .route("/event-types", get(event_types::list_types))
-        .route("/event-types/{category}/{name}", get(event_types::get_type))
-        .route(
-            "/event-types/{category}/{name}/schema",
-            get(event_types::get_schema)
-                .put(event_types::put_schema)
-                .delete(event_types::delete_schema),
-        )
-        .route("/apps", get(manage::list_apps).post(manage::create_app))
-        .route("/apps/{name}/revoke", post(manage::revoke_app))
-        .route("/apps/{name}/origins", put(manage::set_origins))
-        .route(
-            "/tokens",
-            get(manage::list_tokens).post(manage::create_token),
-        )
-        .route("/tokens/{id}/revoke", post(manage::revoke_token))
-        .route("/audit", get(manage::audit_log))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(telemetry::render_metrics))
-        .route("/sdk/eye.js", get(crate::routes::sdk::eye_js))
-        .merge(crate::routes::admin::router())
+    crate::api::routes()
+        .merge(crate::admin::router())
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/api/schema/swagger-ui")
-                .url("/api/schema", crate::openapi::document()),
+                .url("/api/schema", crate::api::openapi::document()),
         )
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
@@ -122,10 +47,7 @@ pub enum Role {
 
 /// A worker process answers only health and metrics.
 fn operations_router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(telemetry::render_metrics))
+    crate::api::health::routes()
         .fallback(error::not_found)
         .with_state(state)
 }
@@ -235,15 +157,15 @@ impl Application {
             settings.worker_batch_size,
             Duration::from_millis(settings.worker_linger_ms),
         );
-        let rate_limiter = crate::rate_limit::RateLimiter::new(
+        let rate_limiter = crate::http::rate_limit::RateLimiter::new(
             settings.rate_limit_events_per_second,
             settings.rate_limit_burst,
             settings.max_batch_events,
         );
         let state = AppState::new(Shared {
-            origins: crate::cors::OriginPolicy::new(store.clone()),
+            origins: crate::http::cors::OriginPolicy::new(store.clone()),
             rate_limiter,
-            samples: Default::default(),
+            samples: Arc::new(Samples::default()),
             auth: Arc::new(Authenticator::new(store.clone())),
             metrics,
             checker,
@@ -297,9 +219,13 @@ impl Application {
         };
 
         let sampler = match role {
-            Role::All | Role::Api => Some(tokio::spawn(
-                crate::routes::admin::sample_until_stopped(state.clone(), stop_worker.subscribe()),
-            )),
+            Role::All | Role::Api => {
+                Some(tokio::spawn(crate::http::telemetry::sample_until_stopped(
+                    state.metrics.clone(),
+                    state.samples.clone(),
+                    stop_worker.subscribe(),
+                )))
+            }
             Role::Worker => None,
         };
         let metrics = state.metrics.clone();
@@ -308,8 +234,8 @@ impl Application {
             Role::Worker => operations_router(state),
         };
         let header_read_timeout = Duration::from_millis(header_read_timeout_ms);
-        let app = crate::edges::around(app, metrics);
-        crate::serve::serve(listener, app, header_read_timeout, shutdown).await;
+        let app = crate::http::middleware::around(app, metrics);
+        crate::http::serve::serve(listener, app, header_read_timeout, shutdown).await;
 
         let _ = stop_worker.send(true);
         if let Some(sampler) = sampler {

@@ -12,9 +12,9 @@ use eye_core::EventType;
 use eye_core::auth::Scope;
 use eye_core::schema::SchemaMode;
 use eye_schema::UnknownTypePolicy;
-use eye_server::management::{self, Actor};
+use eye_server::service::users::{self, Role as UserRole};
+use eye_server::service::{self, Actor, access};
 use eye_server::startup::{Role, open_store};
-use eye_server::users::{self, Role as UserRole};
 use eye_server::{Application, Settings};
 use eye_store::StoreError;
 
@@ -497,7 +497,7 @@ async fn app(settings: &Settings, command: AppCommand) -> anyhow::Result<()> {
             allowed_origins,
         } => {
             let (_, token) =
-                management::create_app(store.as_ref(), &actor, &name, &allowed_origins).await?;
+                access::create_app(store.as_ref(), &actor, &name, &allowed_origins).await?;
             eprintln!("created application {name:?}; its ingest token (shown only once):");
             println!("{token}");
         }
@@ -521,7 +521,7 @@ async fn app(settings: &Settings, command: AppCommand) -> anyhow::Result<()> {
             allowed_origins,
         } => {
             let origins =
-                management::set_origins(store.as_ref(), &actor, &name, &allowed_origins).await?;
+                access::set_origins(store.as_ref(), &actor, &name, &allowed_origins).await?;
             eprintln!(
                 "{name:?} accepts events from browsers at: {}; servers apply it within a second",
                 if origins.is_empty() {
@@ -532,7 +532,7 @@ async fn app(settings: &Settings, command: AppCommand) -> anyhow::Result<()> {
             );
         }
         AppCommand::Revoke { name } => {
-            management::revoke_app(store.as_ref(), &actor, &name).await?;
+            access::revoke_app(store.as_ref(), &actor, &name).await?;
             eprintln!("revoked application {name:?} and its tokens");
         }
     }
@@ -545,7 +545,7 @@ async fn token(settings: &Settings, command: TokenCommand) -> anyhow::Result<()>
     match command {
         TokenCommand::Create { scope, app, label } => {
             let scope = Scope::parse(&scope).context("unknown scope")?;
-            let (id, token) = management::create_token(
+            let (id, token) = access::create_token(
                 store.as_ref(),
                 &actor,
                 scope,
@@ -573,7 +573,7 @@ async fn token(settings: &Settings, command: TokenCommand) -> anyhow::Result<()>
             }
         }
         TokenCommand::Revoke { id } => {
-            management::revoke_token(store.as_ref(), &actor, id).await?;
+            access::revoke_token(store.as_ref(), &actor, id).await?;
             eprintln!("revoked token {id}");
         }
     }
@@ -662,7 +662,7 @@ async fn schema(settings: &Settings, command: SchemaCommand) -> anyhow::Result<(
                 .put_schema(&event_type, schema.to_string(), mode)
                 .await?;
             if created {
-                management::audit(
+                service::audit(
                     store.as_ref(),
                     &Actor::cli(),
                     "schema.set",
@@ -747,7 +747,7 @@ async fn schema(settings: &Settings, command: SchemaCommand) -> anyhow::Result<(
                     ),
                     other => other.into(),
                 })?;
-            management::audit(
+            service::audit(
                 store.as_ref(),
                 &Actor::cli(),
                 "schema.delete",

@@ -1,0 +1,250 @@
+//! The schema registry over HTTP.
+//!
+//! `GET /event-types`, `GET /event-types/{category}/{name}`,
+//! `GET /event-types/{category}/{name}/schema[?version=N]`: read scope.
+//! `PUT` and `DELETE /event-types/{category}/{name}/schema`: admin scope.
+//! Category and name are path segments, percent-encoded (`page%20interaction`).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use eye_core::EventType;
+use eye_core::schema::SchemaMode;
+use serde_json::{Value, json};
+
+use crate::api::auth::{Admin, Auth, Read};
+#[allow(unused_imports)]
+use crate::api::openapi::*;
+use crate::http::error::ApiError;
+use crate::http::query::{Params, event_type};
+use crate::service::schemas::{self, SchemaError};
+use crate::state::AppState;
+
+/// The path every endpoint here but the list takes, as the OpenAPI document shows it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct TypePath {
+    /// Percent-encoded, e.g. `page%20interaction`
+    category: String,
+    name: String,
+}
+
+fn type_not_found(event_type: &EventType) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "event_type_not_found",
+        format!(
+            "no event type {:?}/{:?}: it is not registered and has no events",
+            event_type.category, event_type.name
+        ),
+    )
+}
+
+#[utoipa::path(
+    get,
+    path = "/event-types",
+    tag = "schemas",
+    description = "Registered types and types that have events, with schema versions and event counts.",
+    responses(
+        (status = 200, description = "The types", body = EventTypesList),
+        (status = 400, description = "A bad parameter, named in `details.parameter`", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = ErrorBody),
+    )
+)]
+pub async fn list_types(
+    State(state): State<AppState>,
+    _auth: Auth<Read>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    Params::parse(query.as_deref(), &[])?;
+    let types = state.store.event_types().await?;
+    Ok(Json(json!({ "event_types": types })))
+}
+
+#[utoipa::path(
+    get,
+    path = "/event-types/{category}/{name}",
+    tag = "schemas",
+    params(
+        TypePath,
+    ),
+    responses(
+        (status = 200, description = "The type", body = eye_store::EventTypeInfo),
+        (status = 400, description = "A bad parameter, named in `details.parameter`", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = ErrorBody),
+        (status = 404, description = "Neither registered nor seen (`event_type_not_found`)", body = ErrorBody),
+    )
+)]
+pub async fn get_type(
+    State(state): State<AppState>,
+    _auth: Auth<Read>,
+    Path(path): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let event_type = event_type(path)?;
+    let info = state
+        .store
+        .event_type(&event_type)
+        .await?
+        .ok_or_else(|| type_not_found(&event_type))?;
+    Ok(Json(json!(info)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/event-types/{category}/{name}/schema",
+    tag = "schemas",
+    params(
+        TypePath,
+        ("version" = Option<i64>, Query, description = "A version; the current one by default"),
+    ),
+    responses(
+        (status = 200, description = "The schema", body = eye_store::SchemaRecord),
+        (status = 400, description = "A bad parameter, named in `details.parameter`", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = ErrorBody),
+        (status = 404, description = "No such schema (`schema_not_found`)", body = ErrorBody),
+    )
+)]
+pub async fn get_schema(
+    State(state): State<AppState>,
+    _auth: Auth<Read>,
+    Path(path): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let event_type = event_type(path)?;
+    let params = Params::parse(query.as_deref(), &["version"])?;
+    let version = params
+        .text("version")
+        .map(|v| match v.parse::<i64>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(ApiError::bad_parameter(
+                "version",
+                "`version` must be a positive integer",
+            )),
+        })
+        .transpose()?;
+    let record = state.store.schema(&event_type, version).await?;
+    let record = record.ok_or_else(|| {
+        let which = version.map_or("a current schema".to_owned(), |v| format!("version {v}"));
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "schema_not_found",
+            format!(
+                "{:?}/{:?} has no {which}",
+                event_type.category, event_type.name
+            ),
+        )
+    })?;
+    Ok(Json(json!(record)))
+}
+
+/// The body of `PUT .../schema`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutSchema {
+    schema: Value,
+    #[serde(default)]
+    mode: Option<SchemaMode>,
+}
+
+#[utoipa::path(
+    put,
+    path = "/event-types/{category}/{name}/schema",
+    tag = "schemas",
+    description = "Sets the type's schema (a new version; the old ones are kept) and, optionally, its mode. Applies to new events within a second.",
+    params(
+        TypePath,
+    ),
+    request_body = PutSchemaBody,
+    responses(
+        (status = 201, description = "A new version", body = eye_store::SchemaRecord),
+        (status = 200, description = "The same schema as the current one: no new version", body = eye_store::SchemaRecord),
+        (status = 400, description = "The body is not `{schema, mode}`", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = ErrorBody),
+        (status = 422, description = "Not a valid JSON Schema (`invalid_schema`)", body = ErrorBody),
+    )
+)]
+pub async fn put_schema(
+    State(state): State<AppState>,
+    auth: Auth<Admin>,
+    Path(path): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let event_type = event_type(path)?;
+    let request: PutSchema = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_body",
+            format!(
+                "the body must be {{\"schema\": <JSON Schema>, \"mode\": \"enforce\"|\"shadow\"}}: {e}"
+            ),
+        )
+    })?;
+    let (record, created) = schemas::set(
+        state.store.as_ref(),
+        Some(&state.checker.registry),
+        &auth.actor(),
+        &event_type,
+        &request.schema,
+        request.mode,
+    )
+    .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(record)).into_response())
+}
+
+#[utoipa::path(
+    delete,
+    path = "/event-types/{category}/{name}/schema",
+    tag = "schemas",
+    description = "Stops checking the type's events; its versions are kept.",
+    params(
+        TypePath,
+    ),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "A bad parameter, named in `details.parameter`", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = ErrorBody),
+        (status = 404, description = "The type has no current schema (`schema_not_found`)", body = ErrorBody),
+    )
+)]
+pub async fn delete_schema(
+    State(state): State<AppState>,
+    auth: Auth<Admin>,
+    Path(path): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let event_type = event_type(path)?;
+    schemas::delete(
+        state.store.as_ref(),
+        Some(&state.checker.registry),
+        &auth.actor(),
+        &event_type,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+impl From<SchemaError> for ApiError {
+    fn from(error: SchemaError) -> Self {
+        let message = error.to_string();
+        match error {
+            SchemaError::InvalidSchema(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_schema", message)
+            }
+            SchemaError::NoSchema(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "schema_not_found", message)
+            }
+            SchemaError::Store(error) => error.into(),
+        }
+    }
+}

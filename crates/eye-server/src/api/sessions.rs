@@ -1,0 +1,176 @@
+//! `GET /sessions`: sessions by last activity. `GET /sessions/{id}`: one session's
+//! summary and its events in the order they occurred, each with the time since the
+//! session's previous event.
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use eye_store::{EventQuery, Order, SessionCursor, SessionQuery, StoredEvent};
+use serde_json::{Value, json};
+
+use crate::api::auth::{Auth, Read};
+#[allow(unused_imports)]
+use crate::api::openapi::*;
+use crate::http::error::ApiError;
+use crate::http::query::Params;
+use crate::http::query::{DEFAULT_LIMIT, MAX_LIMIT, event_query};
+use crate::state::AppState;
+
+#[utoipa::path(
+    get,
+    path = "/sessions",
+    tag = "query",
+    description = "Sessions active in the range, most recently active first.",
+    params(
+        ("app" = Option<String>, Query, description = "Application name or id"),
+        ("from" = Option<String>, Query, description = "Sessions whose last event is at or after this"),
+        ("to" = Option<String>, Query, description = "Sessions whose first event is before this"),
+        ("limit" = Option<u32>, Query, description = "1–1000, default 100"),
+        ("cursor" = Option<String>, Query),
+    ),
+    responses(
+        (status = 200, description = "A page of sessions", body = SessionsPage),
+        (status = 400, description = "A bad parameter, named in `details.parameter`", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = ErrorBody),
+    )
+)]
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    _auth: Auth<Read>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let params = Params::parse(query.as_deref(), &["app", "from", "to", "limit", "cursor"])?;
+    let (from, to) = (params.time("from")?, params.time("to")?);
+    if let (Some(from), Some(to)) = (from, to)
+        && from > to
+    {
+        return Err(ApiError::bad_parameter("from", "`from` is later than `to`"));
+    }
+    let after = params
+        .text("cursor")
+        .map(|c| {
+            SessionCursor::decode(&c).map_err(|e| ApiError::bad_parameter("cursor", e.to_string()))
+        })
+        .transpose()?;
+    let session_query = SessionQuery {
+        app: params.text("app"),
+        from,
+        to,
+        limit: params.limit(DEFAULT_LIMIT, MAX_LIMIT)?,
+        after,
+    };
+    let (sessions, next) = state.store.sessions(session_query).await?;
+    Ok(Json(json!({
+        "sessions": sessions,
+        "next_cursor": next.map(|c| c.encode()),
+    })))
+}
+
+#[utoipa::path(
+    get,
+    path = "/sessions/{id}",
+    tag = "query",
+    description = "One session: its summary and its timeline, oldest first by default, each event with the time since the previous one.",
+    params(
+        ("id" = String, Path, description = "The session id"),
+        ("from" = Option<String>, Query, description = "RFC 3339, inclusive"),
+        ("to" = Option<String>, Query, description = "RFC 3339, exclusive"),
+        ("order" = Option<String>, Query, description = "`asc` (default) or `desc`"),
+        ("limit" = Option<u32>, Query, description = "1–1000, default 1000"),
+        ("cursor" = Option<String>, Query),
+    ),
+    responses(
+        (status = 200, description = "The session", body = SessionTimeline),
+        (status = 400, description = "A bad parameter, named in `details.parameter`", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = ErrorBody),
+        (status = 404, description = "No such session (`session_not_found`)", body = ErrorBody),
+    )
+)]
+pub async fn get_session(
+    State(state): State<AppState>,
+    _auth: Auth<Read>,
+    Path(session_id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let params = Params::parse(
+        query.as_deref(),
+        &["limit", "cursor", "order", "from", "to"],
+    )?;
+    // Session ids never hold control characters (ingest refuses them).
+    let known = !session_id.chars().any(char::is_control);
+    let summary = if known {
+        state.store.session(&session_id).await?
+    } else {
+        None
+    };
+    let summary = summary.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "session_not_found",
+            format!("no session {session_id:?}"),
+        )
+    })?;
+    let mut query = event_query(&params, MAX_LIMIT)?;
+    query.session_id = Some(session_id.clone());
+    if params.text("order").is_none() {
+        query.order = Order::Asc;
+    }
+    let order = query.order;
+    let page = state.store.events(query).await?;
+    let events = with_gaps(&state, &session_id, page.items, order).await?;
+    let mut body = serde_json::to_value(&summary).map_err(ApiError::internal)?;
+    body["events"] = Value::Array(events);
+    body["next_cursor"] = json!(page.next.map(|c| c.encode()));
+    Ok(Json(body))
+}
+
+/// Adds `since_previous_ms` to each event: the time since the session's previous event
+/// in time order (`null` for its first). The one neighbour not on this page (before
+/// the first item ascending, after the last descending) is looked up by its key.
+async fn with_gaps(
+    state: &AppState,
+    session_id: &str,
+    events: Vec<StoredEvent>,
+    order: Order,
+) -> Result<Vec<Value>, ApiError> {
+    let boundary = match order {
+        Order::Asc => events.first(),
+        Order::Desc => events.last(),
+    };
+    let before_boundary = match boundary {
+        Some(event) => {
+            let previous = state
+                .store
+                .events(EventQuery {
+                    session_id: Some(session_id.to_owned()),
+                    order: Order::Desc,
+                    limit: 1,
+                    after: Some(event.cursor),
+                    ..EventQuery::default()
+                })
+                .await?;
+            previous.items.first().map(|e| e.timestamp.as_micros())
+        }
+        None => None,
+    };
+    let count = events.len();
+    let mut out = Vec::with_capacity(count);
+    for index in 0..count {
+        let previous = match order {
+            Order::Asc if index == 0 => before_boundary,
+            Order::Asc => Some(events[index - 1].timestamp.as_micros()),
+            Order::Desc if index + 1 == count => before_boundary,
+            Order::Desc => Some(events[index + 1].timestamp.as_micros()),
+        };
+        let event = &events[index];
+        let mut value = serde_json::to_value(event).map_err(ApiError::internal)?;
+        value["since_previous_ms"] = match previous {
+            Some(previous) => json!((event.timestamp.as_micros() - previous) as f64 / 1000.0),
+            None => Value::Null,
+        };
+        out.push(value);
+    }
+    Ok(out)
+}
