@@ -39,6 +39,13 @@ impl UnknownTypePolicy {
     }
 }
 
+impl std::str::FromStr for UnknownTypePolicy {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        Self::parse(text).ok_or_else(|| format!("{text:?} is neither accept nor reject"))
+    }
+}
+
 /// A schema that cannot be used, with the reason (for a `422`).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -1,6 +1,7 @@
-//! Settings: defaults, then an optional `eye.toml`, then `EYE_*` variables, then flags.
-//! The binary resolves flags and variables (clap reads both); this module owns the
-//! defaults, the file format and the checks, so every entry point shares them.
+//! Settings: declared once, in the `settings!` list below, which makes the `Settings`
+//! struct (with its defaults and its `eye.toml` keys), the `SettingsArgs` flags and
+//! variables (clap), and the table the guide's settings section is checked against.
+//! Precedence: defaults, then `eye.toml`, then `EYE_*` variables, then flags.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,94 +10,141 @@ use anyhow::{Context, bail};
 use eye_core::limits::PayloadLimits;
 use eye_schema::UnknownTypePolicy;
 
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Settings {
-    /// Address the HTTP server listens on.
-    pub listen: SocketAddr,
-    /// Where the embedded store and queue keep their files.
-    pub data_dir: PathBuf,
-    /// Most events in one ingest request.
-    pub max_batch_events: usize,
-    /// Largest ingest body, in bytes, after decompression.
-    pub max_body_bytes: usize,
-    /// How far in the future (milliseconds) a timestamp may be before it is an error.
-    pub clock_skew_ms: u64,
-    /// Most events waiting in the queue; a request that would pass it waits for room
-    /// (`queue_full_wait_ms`), then gets 503.
-    pub queue_max_depth: u64,
-    /// How long (milliseconds) a request waits for room in a full queue before its 503:
-    /// a full queue slows its clients down to the worker's pace before it refuses them.
-    pub queue_full_wait_ms: u64,
-    /// Most events the worker stores in one transaction.
-    pub worker_batch_size: usize,
-    /// How long (milliseconds) a small batch waits for more events before it is stored
-    /// while the store is quick; under load the worker waits longer (four times its last
-    /// write, at most ten times this, while events keep coming), and never once a full
-    /// batch is waiting.
-    pub worker_linger_ms: u64,
-    /// How long a graceful shutdown may take (milliseconds) before the process exits.
-    pub shutdown_timeout_ms: u64,
-    /// Largest event payload (`data`), in bytes of JSON text.
-    pub max_payload_bytes: usize,
-    /// Deepest nesting of objects and arrays in an event payload.
-    pub max_payload_depth: usize,
-    /// What happens to events of a type that is not registered: `accept` or `reject`.
-    pub unknown_event_types: UnknownTypePolicy,
-    /// The store: unset for the embedded one, or `postgres://user@host:port/db`.
-    pub database_url: Option<String>,
-    /// The PostgreSQL password when it is not in `database_url`.
-    pub database_password: Option<Secret>,
-    /// The queue: unset for the embedded one, or `nats://host:port[,nats://...]`.
-    pub queue_url: Option<String>,
-    /// The JetStream stream's name; deployments sharing a NATS use different names.
-    pub nats_stream: String,
-    /// The stream's replica count (1, or 3 on a 3-node cluster).
-    pub nats_replicas: usize,
-    /// How long (milliseconds) a client may take to send a request's headers.
-    pub header_read_timeout_ms: u64,
-    /// How long (milliseconds) a client may take to send an ingest body, start to end.
-    pub body_read_timeout_ms: u64,
-    /// Events per second each application may send (token bucket); 0 means no limit.
-    pub rate_limit_events_per_second: u64,
-    /// The bucket's size: how many events an application may send at once after a pause
-    /// (0 means one second's worth, or one full batch if that is more).
-    pub rate_limit_burst: u64,
-    /// How long (minutes) an admin-UI login lasts before its user must log in again.
-    pub admin_session_minutes: u64,
+/// One setting as the guide documents it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettingDoc {
+    /// The `eye.toml` key; the flag is `--` with `-` for `_`.
+    pub key: &'static str,
+    pub env: &'static str,
+    /// The default as the guide and `--help` show it; `None` for unset.
+    pub default: Option<&'static str>,
+    pub help: &'static str,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
-            data_dir: PathBuf::from("./eye-data"),
-            max_batch_events: 1_000,
-            max_body_bytes: 1024 * 1024,
-            clock_skew_ms: 5_000,
-            // A few seconds of the worker's work: the lag to storage stays within
-            // seconds whatever the load (see BENCHMARKS.md, sustained).
-            queue_max_depth: 100_000,
-            queue_full_wait_ms: 3_000,
-            // A transaction of 50,000 events stores ~80k events/s, one of 10,000 ~50k:
-            // each dirty index page is written once per transaction.
-            worker_batch_size: 50_000,
-            worker_linger_ms: 100,
-            shutdown_timeout_ms: 10_000,
-            max_payload_bytes: 32 * 1024,
-            max_payload_depth: 32,
-            unknown_event_types: UnknownTypePolicy::Accept,
-            database_url: None,
-            database_password: None,
-            queue_url: None,
-            nats_stream: "EYE_EVENTS".to_owned(),
-            nats_replicas: 1,
-            header_read_timeout_ms: 10_000,
-            body_read_timeout_ms: 30_000,
-            rate_limit_events_per_second: 0,
-            rate_limit_burst: 0,
-            admin_session_minutes: 12 * 60,
+impl SettingDoc {
+    pub fn flag(&self) -> String {
+        format!("--{}", self.key.replace('_', "-"))
+    }
+}
+
+/// Two lists: settings with a default (`name: Type = "default", "EYE_VARIABLE", "help";`,
+/// the default parsed from the text, which is also what `--help` and the guide show)
+/// and settings that may be unset (`name: Type, "EYE_VARIABLE", "help";`, an `Option`).
+/// `#[secret]` before a name hides its value from `--help` (and `Secret` from `Debug`).
+macro_rules! settings {
+    (
+        with_default { $( $(#[$dkind:ident])? $dname:ident : $dty:ty = $default:literal, $denv:literal, $dhelp:literal; )* }
+        optional { $( $(#[$okind:ident])? $oname:ident : $oty:ty, $oenv:literal, $ohelp:literal; )* }
+    ) => {
+        /// Every setting of a process. See the module's documentation for the layers.
+        #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct Settings {
+            $( #[doc = $dhelp] pub $dname: $dty, )*
+            $( #[doc = $ohelp] pub $oname: Option<$oty>, )*
         }
+
+        impl Default for Settings {
+            fn default() -> Self {
+                Settings {
+                    $( $dname: $default
+                        .parse()
+                        .expect(concat!("the default of a setting parses: ", $default)), )*
+                    $( $oname: None, )*
+                }
+            }
+        }
+
+        /// The settings as flags and `EYE_*` variables, each optional here so that an
+        /// unset one leaves what the file or the default said.
+        #[derive(Debug, Default, clap::Args)]
+        pub struct SettingsArgs {
+            $(
+                #[arg(long, global = true, env = $denv,
+                      hide_env_values = settings!(@secret $($dkind)?),
+                      help = concat!($dhelp, " [default: ", $default, "]"))]
+                pub $dname: Option<$dty>,
+            )*
+            $(
+                #[arg(long, global = true, env = $oenv,
+                      hide_env_values = settings!(@secret $($okind)?),
+                      help = $ohelp)]
+                pub $oname: Option<$oty>,
+            )*
+        }
+
+        impl SettingsArgs {
+            /// Lays the flags and variables that were given over `settings`.
+            pub fn apply(self, settings: &mut Settings) {
+                $( if let Some(value) = self.$dname { settings.$dname = value; } )*
+                $( if self.$oname.is_some() { settings.$oname = self.$oname; } )*
+            }
+        }
+
+        /// Every setting, for the guide's table.
+        pub const SETTINGS: &[SettingDoc] = &[
+            $( SettingDoc { key: stringify!($dname), env: $denv, default: Some($default), help: $dhelp }, )*
+            $( SettingDoc { key: stringify!($oname), env: $oenv, default: None, help: $ohelp }, )*
+        ];
+    };
+    (@secret secret) => { true };
+    (@secret) => { false };
+}
+
+settings! {
+    with_default {
+        data_dir: PathBuf = "./eye-data", "EYE_DATA_DIR",
+            "Where the embedded store (eye.db) and queue (queue.db) keep their files.";
+        listen: SocketAddr = "127.0.0.1:8000", "EYE_LISTEN",
+            "Address the HTTP server listens on (serve, api, worker; health asks it).";
+        max_batch_events: usize = "1000", "EYE_MAX_BATCH_EVENTS",
+            "Most events in one ingest request.";
+        max_body_bytes: usize = "1048576", "EYE_MAX_BODY_BYTES",
+            "Largest ingest body in bytes, checked before and after gzip.";
+        clock_skew_ms: u64 = "5000", "EYE_CLOCK_SKEW_MS",
+            "How far in the future (milliseconds) a timestamp may be before it is refused.";
+        queue_max_depth: u64 = "100000", "EYE_QUEUE_MAX_DEPTH",
+            "Most events waiting in the queue; a request that would pass it waits for room, then gets 503.";
+        queue_full_wait_ms: u64 = "3000", "EYE_QUEUE_FULL_WAIT_MS",
+            "How long (milliseconds) a request waits for room in a full queue before its 503; 0 refuses at once.";
+        worker_batch_size: usize = "50000", "EYE_WORKER_BATCH_SIZE",
+            "Most events the worker stores in one transaction.";
+        worker_linger_ms: u64 = "100", "EYE_WORKER_LINGER_MS",
+            "How long (milliseconds) a small batch waits for more events; up to ten times longer under load, never once a full batch waits.";
+        shutdown_timeout_ms: u64 = "10000", "EYE_SHUTDOWN_TIMEOUT_MS",
+            "How long (milliseconds) a graceful shutdown may take before the process exits.";
+        max_payload_bytes: usize = "32768", "EYE_MAX_PAYLOAD_BYTES",
+            "Largest event payload (data), in bytes of JSON text.";
+        max_payload_depth: usize = "32", "EYE_MAX_PAYLOAD_DEPTH",
+            "Deepest nesting of objects and arrays in an event payload.";
+        nats_stream: String = "EYE_EVENTS", "EYE_NATS_STREAM",
+            "The JetStream stream's name; deployments sharing a NATS use different names.";
+        nats_replicas: usize = "1", "EYE_NATS_REPLICAS",
+            "The stream's replica count (1, or 3 on a 3-node cluster).";
+        unknown_event_types: UnknownTypePolicy = "accept", "EYE_UNKNOWN_EVENT_TYPES",
+            "Events of unregistered types: accept (stored unchecked) or reject (refused).";
+        header_read_timeout_ms: u64 = "10000", "EYE_HEADER_READ_TIMEOUT_MS",
+            "How long (milliseconds) a client may take to send a request's headers.";
+        body_read_timeout_ms: u64 = "30000", "EYE_BODY_READ_TIMEOUT_MS",
+            "How long (milliseconds) a client may take to send an ingest body, start to end.";
+        rate_limit_events_per_second: u64 = "0", "EYE_RATE_LIMIT_EVENTS_PER_SECOND",
+            "Events per second each application may send (token bucket); 0 is no limit.";
+        rate_limit_burst: u64 = "0", "EYE_RATE_LIMIT_BURST",
+            "Events an application may send at once after a pause; 0 is one second's worth or one full batch, whichever is more.";
+        admin_session_minutes: u64 = "720", "EYE_ADMIN_SESSION_MINUTES",
+            "How long (minutes) an admin-UI login lasts.";
+    }
+    optional {
+        database_url: String, "EYE_DATABASE_URL",
+            "The store: postgres://user@host:port/db for PostgreSQL; unset for the embedded store.";
+        #[secret] database_password: Secret, "EYE_DATABASE_PASSWORD",
+            "The PostgreSQL password when it is not in the URL (best from a file: EYE_DATABASE_PASSWORD_FILE).";
+        queue_url: String, "EYE_QUEUE_URL",
+            "The queue: nats://host:port (comma-separated for a cluster) for NATS JetStream; unset for the embedded queue.";
+        bootstrap_admin_email: String, "EYE_BOOTSTRAP_ADMIN_EMAIL",
+            "An admin user created at start (serve, api) unless a user has this email.";
+        #[secret] bootstrap_admin_password: Secret, "EYE_BOOTSTRAP_ADMIN_PASSWORD",
+            "That user's password (best from a file: EYE_BOOTSTRAP_ADMIN_PASSWORD_FILE).";
     }
 }
 
@@ -104,6 +152,13 @@ impl Default for Settings {
 #[derive(Clone, PartialEq, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(text.to_owned()))
+    }
+}
 
 impl Secret {
     pub fn expose(&self) -> &str {
@@ -200,6 +255,12 @@ impl Settings {
                 "admin_session_minutes (EYE_ADMIN_SESSION_MINUTES) must be from 1 to 527040 (a year)"
             );
         }
+        if self.bootstrap_admin_email.is_some() != self.bootstrap_admin_password.is_some() {
+            bail!(
+                "a bootstrap admin needs both EYE_BOOTSTRAP_ADMIN_EMAIL and \
+                 EYE_BOOTSTRAP_ADMIN_PASSWORD (or EYE_BOOTSTRAP_ADMIN_PASSWORD_FILE)"
+            );
+        }
         if self.queue_max_depth == 0 {
             bail!("queue_max_depth (EYE_QUEUE_MAX_DEPTH) must be at least 1");
         }
@@ -214,6 +275,69 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_guide_documents_every_setting_with_its_flag_variable_key_and_default() {
+        let guide = include_str!("../../../docs/guide.md");
+        let rows: Vec<&str> = guide.lines().filter(|l| l.starts_with("| `--")).collect();
+        for setting in SETTINGS {
+            let start = format!(
+                "| `{}` | `{}` | `{}` | ",
+                setting.flag(),
+                setting.env,
+                setting.key
+            );
+            let row = rows
+                .iter()
+                .find(|row| row.starts_with(&start))
+                .unwrap_or_else(|| panic!("docs/guide.md has no row starting {start:?}"));
+            let default = &row[start.len()..];
+            match setting.default {
+                Some(value) => assert!(
+                    default.starts_with(&format!("`{value}`")),
+                    "{}: the guide's default should be `{value}`: {row}",
+                    setting.key
+                ),
+                None => assert!(default.starts_with("unset"), "{}: {row}", setting.key),
+            }
+        }
+        for row in rows {
+            let flag = row.split('`').nth(1).unwrap_or_default();
+            assert!(
+                flag == "--config" || SETTINGS.iter().any(|s| s.flag() == flag),
+                "docs/guide.md documents {flag}, which is not a setting"
+            );
+        }
+    }
+
+    #[test]
+    fn a_flag_overrides_the_file_and_a_secret_stays_out_of_debug() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            settings: SettingsArgs,
+        }
+        let mut settings = Settings {
+            clock_skew_ms: 1,
+            ..Settings::default()
+        };
+        let cli = Cli::try_parse_from(["eye", "--listen", "127.0.0.1:9001"]).unwrap();
+        cli.settings.apply(&mut settings);
+        assert_eq!(settings.listen.port(), 9001);
+        assert_eq!(
+            settings.clock_skew_ms, 1,
+            "what no flag set stays as the file said"
+        );
+        let debug = format!(
+            "{:?}",
+            Settings {
+                database_password: Some("hunter2".parse().unwrap()),
+                ..Settings::default()
+            }
+        );
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
 
     #[test]
     fn a_file_overrides_defaults_and_unknown_keys_are_refused() {

@@ -149,6 +149,7 @@ impl Application {
             .refresh_if_stale()
             .await
             .context("loading the schema registry")?;
+        bootstrap_admin(&settings, store.as_ref()).await?;
         let worker = Worker::new(
             queue.clone(),
             store.clone(),
@@ -186,11 +187,6 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
-    }
-
-    /// The store this application serves, for actions at start (a bootstrap user).
-    pub fn store(&self) -> &dyn Store {
-        self.state.store.as_ref()
     }
 
     pub fn port(&self) -> u16 {
@@ -255,4 +251,22 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// The first admin user from the settings (`bootstrap_admin_email` and `_password`),
+/// made unless a user has that email, so that a container is set up without a shell.
+async fn bootstrap_admin(settings: &Settings, store: &dyn Store) -> anyhow::Result<()> {
+    let (Some(email), Some(password)) = (
+        &settings.bootstrap_admin_email,
+        &settings.bootstrap_admin_password,
+    ) else {
+        return Ok(());
+    };
+    let created = crate::service::users::ensure_admin(store, email, password.expose())
+        .await
+        .context("creating the bootstrap admin user (EYE_BOOTSTRAP_ADMIN_EMAIL)")?;
+    if created {
+        tracing::info!(%email, "created the bootstrap admin user");
+    }
+    Ok(())
 }

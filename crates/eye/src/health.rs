@@ -7,6 +7,29 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use eye_server::Settings;
+
+/// `eye health`: GETs `/healthz` (or `/readyz` with `ready`) from the address the
+/// settings say the server listens on; prints the answer and exits 0 on a 200, 1
+/// otherwise.
+pub fn probe(settings: &Settings, ready: bool, timeout_ms: u64) -> anyhow::Result<()> {
+    let address = probe_address(settings.listen);
+    let path = if ready { "/readyz" } else { "/healthz" };
+    match get(address, path, Duration::from_millis(timeout_ms)) {
+        Ok((200, body)) => {
+            println!("{}", body.trim_end());
+            Ok(())
+        }
+        Ok((status, body)) => {
+            eprintln!("{address}{path} answered {status}: {}", body.trim_end());
+            std::process::exit(1)
+        }
+        Err(error) => {
+            eprintln!("{address}{path}: {error:#}");
+            std::process::exit(1)
+        }
+    }
+}
 
 /// The address to probe for a server told to listen on `listen`: a wildcard address
 /// (`0.0.0.0`, `::`) is reached through the loopback of the same family.
