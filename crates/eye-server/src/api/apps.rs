@@ -7,7 +7,9 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use eye_core::auth::Scope;
-use serde_json::json;
+use eye_store::{App, AuditEntry, TokenInfo};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::api::auth::{Admin, Auth};
 #[allow(unused_imports)]
@@ -56,12 +58,18 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes, shape: &str) -> Result<T,
 pub async fn list_apps(
     State(state): State<AppState>,
     _auth: Auth<Admin>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<AppsList>, ApiError> {
     let apps = state.store.list_apps().await?;
-    Ok(Json(json!({ "apps": apps })).into_response())
+    Ok(Json(AppsList { apps }))
 }
 
-#[derive(serde::Deserialize, utoipa::ToSchema)]
+/// `GET /apps`.
+#[derive(Serialize, ToSchema)]
+pub struct AppsList {
+    pub apps: Vec<App>,
+}
+
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApp {
     pub name: String,
@@ -94,17 +102,20 @@ pub async fn create_app(
     )
     .await?;
     state.origins.forget();
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "app": app, "token": token })),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(CreatedApp { app, token })).into_response())
+}
+
+/// `POST /apps`: the application and its ingest token, shown only here.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedApp {
+    pub app: App,
+    pub token: String,
 }
 
 #[utoipa::path(post, path = "/apps/{name}/revoke", tag = "management",
     params(("name" = String, Path, description = "The application's name")),
     responses(
-        (status = 200, description = "Revoked with all its tokens, in every process within a second", body = Revoked),
+        (status = 200, description = "Revoked with all its tokens, in every process within a second", body = RevokedApp),
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody),
         (status = 404, description = "No such application", body = ErrorBody),
@@ -113,14 +124,20 @@ pub async fn revoke_app(
     State(state): State<AppState>,
     auth: Auth<Admin>,
     Path(name): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<RevokedApp>, ApiError> {
     let actor = auth.actor();
     access::revoke_app(state.store.as_ref(), &actor, &name).await?;
     state.auth.forget_all();
-    Ok(Json(json!({ "revoked": name })).into_response())
+    Ok(Json(RevokedApp { revoked: name }))
 }
 
-#[derive(serde::Deserialize, utoipa::ToSchema)]
+/// An application's revocation: its name.
+#[derive(Serialize, ToSchema)]
+pub struct RevokedApp {
+    pub revoked: String,
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetOrigins {
     /// The whole new list; empty: no browser may send this application's events
@@ -142,7 +159,7 @@ pub async fn set_origins(
     auth: Auth<Admin>,
     Path(name): Path<String>,
     bytes: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Json<SetOrigins>, ApiError> {
     let actor = auth.actor();
     let request: SetOrigins = body(&bytes, r#"{"allowed_origins": ["https://..."]}"#)?;
     let origins = access::set_origins(
@@ -153,7 +170,9 @@ pub async fn set_origins(
     )
     .await?;
     state.origins.forget();
-    Ok(Json(json!({ "allowed_origins": origins })).into_response())
+    Ok(Json(SetOrigins {
+        allowed_origins: origins,
+    }))
 }
 
 #[utoipa::path(get, path = "/tokens", tag = "management",
@@ -165,12 +184,18 @@ pub async fn set_origins(
 pub async fn list_tokens(
     State(state): State<AppState>,
     _auth: Auth<Admin>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<TokensList>, ApiError> {
     let tokens = state.store.list_tokens().await?;
-    Ok(Json(json!({ "tokens": tokens })).into_response())
+    Ok(Json(TokensList { tokens }))
 }
 
-#[derive(serde::Deserialize, utoipa::ToSchema)]
+/// `GET /tokens`.
+#[derive(Serialize, ToSchema)]
+pub struct TokensList {
+    pub tokens: Vec<TokenInfo>,
+}
+
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     /// `ingest`, `read` or `admin`
@@ -218,17 +243,20 @@ pub async fn create_token(
         request.label.as_deref(),
     )
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "id": id, "token": token })),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(CreatedToken { id, token })).into_response())
+}
+
+/// `POST /tokens`: the token's id and its secret, shown only here.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedToken {
+    pub id: i64,
+    pub token: String,
 }
 
 #[utoipa::path(post, path = "/tokens/{id}/revoke", tag = "management",
     params(("id" = i64, Path, description = "The token's id, from `GET /tokens`")),
     responses(
-        (status = 200, description = "Revoked, in every process within a second", body = Revoked),
+        (status = 200, description = "Revoked, in every process within a second", body = RevokedToken),
         (status = 400, description = "Not a token id", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody),
@@ -238,14 +266,20 @@ pub async fn revoke_token(
     State(state): State<AppState>,
     auth: Auth<Admin>,
     Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<RevokedToken>, ApiError> {
     let actor = auth.actor();
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::bad_parameter("id", "a token id is a whole number"))?;
     access::revoke_token(state.store.as_ref(), &actor, id).await?;
     state.auth.forget_all();
-    Ok(Json(json!({ "revoked": id })).into_response())
+    Ok(Json(RevokedToken { revoked: id }))
+}
+
+/// A token's revocation: its id.
+#[derive(Serialize, ToSchema)]
+pub struct RevokedToken {
+    pub revoked: i64,
 }
 
 #[utoipa::path(get, path = "/audit", tag = "management",
@@ -260,9 +294,15 @@ pub async fn audit_log(
     State(state): State<AppState>,
     _auth: Auth<Admin>,
     RawQuery(query): RawQuery,
-) -> Result<Response, ApiError> {
+) -> Result<Json<AuditList>, ApiError> {
     let params = Params::parse(query.as_deref(), &["limit"])?;
     let limit = params.limit(100, 1000)?;
     let entries = state.store.audit_log(limit as usize).await?;
-    Ok(Json(json!({ "entries": entries })).into_response())
+    Ok(Json(AuditList { entries }))
+}
+
+/// `GET /audit`.
+#[derive(Serialize, ToSchema)]
+pub struct AuditList {
+    pub entries: Vec<AuditEntry>,
 }

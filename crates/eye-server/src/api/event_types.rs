@@ -12,7 +12,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use eye_core::EventType;
 use eye_core::schema::SchemaMode;
-use serde_json::{Value, json};
+use eye_store::{EventTypeInfo, SchemaRecord};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::api::auth::{Admin, Auth, Read};
 #[allow(unused_imports)]
@@ -59,10 +62,16 @@ pub async fn list_types(
     State(state): State<AppState>,
     _auth: Auth<Read>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventTypesList>, ApiError> {
     Params::parse(query.as_deref(), &[])?;
-    let types = state.store.event_types().await?;
-    Ok(Json(json!({ "event_types": types })))
+    let event_types = state.store.event_types().await?;
+    Ok(Json(EventTypesList { event_types }))
+}
+
+/// `GET /event-types`.
+#[derive(Serialize, ToSchema)]
+pub struct EventTypesList {
+    pub event_types: Vec<EventTypeInfo>,
 }
 
 #[utoipa::path(
@@ -84,14 +93,14 @@ pub async fn get_type(
     State(state): State<AppState>,
     _auth: Auth<Read>,
     Path(path): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventTypeInfo>, ApiError> {
     let event_type = event_type(path)?;
     let info = state
         .store
         .event_type(&event_type)
         .await?
         .ok_or_else(|| type_not_found(&event_type))?;
-    Ok(Json(json!(info)))
+    Ok(Json(info))
 }
 
 #[utoipa::path(
@@ -115,7 +124,7 @@ pub async fn get_schema(
     _auth: Auth<Read>,
     Path(path): Path<(String, String)>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SchemaRecord>, ApiError> {
     let event_type = event_type(path)?;
     let params = Params::parse(query.as_deref(), &["version"])?;
     let version = params
@@ -140,16 +149,20 @@ pub async fn get_schema(
             ),
         )
     })?;
-    Ok(Json(json!(record)))
+    Ok(Json(record))
 }
 
 /// The body of `PUT .../schema`.
-#[derive(serde::Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PutSchema {
-    schema: Value,
+#[schema(as = PutSchemaBody)]
+pub struct PutSchema {
+    /// A JSON Schema (draft 2020-12), self-contained (remote `$ref`s are not resolved).
+    #[schema(value_type = Object)]
+    pub schema: Value,
+    /// Defaults to the type's current mode, or `enforce`.
     #[serde(default)]
-    mode: Option<SchemaMode>,
+    pub mode: Option<SchemaMode>,
 }
 
 #[utoipa::path(
@@ -160,7 +173,7 @@ struct PutSchema {
     params(
         TypePath,
     ),
-    request_body = PutSchemaBody,
+    request_body = PutSchema,
     responses(
         (status = 201, description = "A new version", body = eye_store::SchemaRecord),
         (status = 200, description = "The same schema as the current one: no new version", body = eye_store::SchemaRecord),

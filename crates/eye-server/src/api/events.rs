@@ -9,8 +9,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::io::Write;
 
-use eye_store::{EventQuery, EventRow, RowEncoder};
-use serde_json::json;
+use eye_store::{EventQuery, EventRow, RowEncoder, StoredEvent};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::api::auth::{Auth, Read};
 #[allow(unused_imports)]
@@ -107,11 +108,11 @@ pub async fn list_events(
     let event_query = event_query(&params, DEFAULT_LIMIT)?;
     if format == Format::Json {
         let page = state.store.events(event_query).await?;
-        return Ok(Json(json!({
-            "events": page.items,
-            "next_cursor": page.next.map(|c| c.encode()),
-        }))
-        .into_response());
+        let page = EventsPage {
+            events: page.items,
+            next_cursor: page.next.map(|c| c.encode()),
+        };
+        return Ok(Json(page).into_response());
     }
     // An export has no page limit; `limit`, when given, caps the whole export.
     let cap = params
@@ -119,6 +120,14 @@ pub async fn list_events(
         .is_some()
         .then_some(event_query.limit as usize);
     Ok(export(&state, event_query, format, cap))
+}
+
+/// A page of `GET /events`.
+#[derive(Serialize, ToSchema)]
+pub struct EventsPage {
+    pub events: Vec<StoredEvent>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
 }
 
 fn export(state: &AppState, query: EventQuery, format: Format, cap: Option<usize>) -> Response {

@@ -6,7 +6,8 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 #[allow(unused_imports)]
 use crate::api::openapi::*;
@@ -20,8 +21,24 @@ use crate::state::AppState;
     security(()),
     responses((status = 200, description = "The process answers", body = Health)),
 )]
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// `GET /healthz`: the process answers.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: &'static str,
+}
+
+/// `GET /readyz`: the process can take and serve events.
+#[derive(Serialize, ToSchema)]
+pub struct Ready {
+    /// `ready`.
+    pub status: &'static str,
+    /// Events queued and not yet stored.
+    pub queue_depth: u64,
 }
 
 #[utoipa::path(
@@ -30,11 +47,11 @@ pub async fn healthz() -> Json<Value> {
     tag = "operations",
     security(()),
     responses(
-        (status = 200, description = "Ready: the store answers and the queue has room", body = Health),
+        (status = 200, description = "Ready: the store answers and the queue has room", body = Ready),
         (status = 503, description = "Not ready", body = ErrorBody),
     ),
 )]
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
     let depth = state.queue.depth();
     if let Err(error) = state.queue.check() {
         tracing::warn!(%error, "readiness: queue unavailable");
@@ -59,7 +76,10 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
             "the queue is full",
         ));
     }
-    Ok(Json(json!({ "status": "ready", "queue_depth": depth })))
+    Ok(Json(Ready {
+        status: "ready",
+        queue_depth: depth,
+    }))
 }
 
 /// `GET /metrics`: the Prometheus (OpenMetrics) text exposition.

@@ -16,6 +16,7 @@ use http_body_util::BodyExt;
 use serde::Serialize;
 use serde_json::json;
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 #[allow(unused_imports)]
@@ -38,7 +39,7 @@ use crate::state::AppState;
         (String = "application/x-ndjson"),
     )),
     responses(
-        (status = 202, description = "Accepted: a verdict per element", body = crate::api::openapi::IngestAnswer),
+        (status = 202, description = "Accepted: a verdict per element", body = IngestAnswer),
         (status = 400, description = "Not JSON, empty, bad gzip, or a single event refused (`invalid_event`)", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "The token's scope does not allow this", body = ErrorBody),
@@ -180,24 +181,31 @@ async fn ingest(state: &AppState, request: Request) -> Result<Response, ApiError
         .into_response())
 }
 
-#[derive(Serialize)]
-struct IngestAnswer<'a> {
-    accepted: usize,
-    rejected: usize,
-    results: Vec<Verdict<'a>>,
+/// `202`: every element's verdict, in order.
+#[derive(Serialize, ToSchema)]
+pub struct IngestAnswer<'a> {
+    pub accepted: usize,
+    pub rejected: usize,
+    pub results: Vec<Verdict<'a>>,
 }
 
 /// One element's fate: its event id, or why it was refused and the id of its error record.
-#[derive(Serialize)]
-struct Verdict<'a> {
-    index: usize,
-    status: &'static str,
+#[derive(Serialize, ToSchema)]
+pub struct Verdict<'a> {
+    pub index: usize,
+    /// `accepted` or `rejected`.
+    #[schema(value_type = String)]
+    pub status: &'static str,
+    /// The event id (accepted elements).
     #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<Uuid>,
+    pub id: Option<Uuid>,
+    /// Why it was refused (rejected elements).
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a Refusal>,
+    #[schema(value_type = Option<Refusal>)]
+    pub error: Option<&'a Refusal>,
+    /// Its record in the error store (rejected elements).
     #[serde(skip_serializing_if = "Option::is_none")]
-    error_id: Option<Uuid>,
+    pub error_id: Option<Uuid>,
 }
 
 impl<'a> Verdict<'a> {

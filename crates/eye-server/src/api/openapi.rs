@@ -2,8 +2,9 @@
 //! they answer with, served at `/api/schema`, and Swagger UI (its files compiled into
 //! the binary) at `/api/schema/swagger-ui`.
 //!
-//! The shapes here exist for the document only: handlers that build their answers
-//! with `json!` describe them with these, and a test checks answers against them.
+//! Every answer's shape is the type its handler returns (`EventsPage`, `ErrorBody`,
+//! ...), defined beside the handler: the document and the answers cannot drift apart.
+//! The one shape here is the ingest request's, which a hand-written parser reads.
 
 use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -53,12 +54,15 @@ use crate::api::{apps, event_types, events, health, ingest, refused, sessions, s
         health::readyz,
     ),
     components(schemas(
-        WireEvent, IngestAnswer, Verdict, ErrorBody, ErrorDetail, EventsPage, SessionsPage,
-        SessionTimeline, TimelineEvent, StatsAnswer, ErrorsPage, ErrorSummaryAnswer,
-        ReprocessAnswer, EventTypesList, PutSchemaBody, Health, StoredEvent, SessionSummary,
+        WireEvent, ingest::IngestAnswer, ingest::Verdict, ErrorBody, ErrorDetail,
+        events::EventsPage, sessions::SessionsPage, sessions::SessionTimeline,
+        sessions::TimelineEvent, stats::StatsAnswer, refused::ErrorsPage,
+        refused::ErrorSummaryAnswer, refused::ReprocessAnswer, event_types::EventTypesList,
+        event_types::PutSchema, health::Health, health::Ready, StoredEvent, SessionSummary,
         StatsRow, RefusedEvent, RefusedStatus, RefusedCount, HourlyRefusedCount, EventTypeInfo,
-        SchemaRecord, SchemaMode, Refusal, Violation, AppsList, CreatedApp, Revoked,
-        TokensList, CreatedToken, AuditList, apps::CreateApp, apps::CreateToken, apps::SetOrigins,
+        SchemaRecord, SchemaMode, Refusal, Violation, apps::AppsList, apps::CreatedApp,
+        apps::RevokedApp, apps::RevokedToken, apps::TokensList, apps::CreatedToken,
+        apps::AuditList, apps::CreateApp, apps::CreateToken, apps::SetOrigins,
         eye_store::App, eye_store::TokenInfo, eye_store::AuditEntry,
     )),
     modifiers(&BearerAuth),
@@ -98,8 +102,13 @@ pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
+pub use crate::http::error::{ErrorBody, ErrorDetail};
+
 /// One event as an application sends it. Unknown top-level fields are refused.
 #[derive(Serialize, ToSchema)]
+// Never built: the ingest parser is hand-written (strict, naming the field at fault,
+// no tree for `data`); this is its documentation, checked against it by
+// `crates/eye/tests/api/analytics.rs` (schemathesis sends what it describes).
 #[allow(dead_code)]
 pub struct WireEvent {
     /// Chosen by the application; 1–256 bytes.
@@ -120,181 +129,4 @@ pub struct WireEvent {
     sent_at: Option<String>,
     /// Orders events with equal timestamps.
     seq: Option<i64>,
-}
-
-/// `202`: every element's verdict, in order.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct IngestAnswer {
-    accepted: usize,
-    rejected: usize,
-    results: Vec<Verdict>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct Verdict {
-    index: usize,
-    /// `accepted` or `rejected`.
-    status: String,
-    /// The event id (accepted elements).
-    id: Option<uuid::Uuid>,
-    /// Why it was refused (rejected elements).
-    error: Option<Refusal>,
-    /// Its record in the error store (rejected elements).
-    error_id: Option<uuid::Uuid>,
-}
-
-/// Every error answer.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorDetail {
-    /// Stable, machine-readable: `invalid_parameter`, `unauthorized`, `not_found`, ...
-    code: String,
-    message: String,
-    /// For example `{"parameter": "from"}` for a bad query parameter.
-    #[schema(value_type = Option<Object>)]
-    details: Option<serde_json::Value>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct EventsPage {
-    events: Vec<StoredEvent>,
-    /// Pass as `cursor` for the next page; `null` on the last page.
-    next_cursor: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct SessionsPage {
-    sessions: Vec<SessionSummary>,
-    next_cursor: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct SessionTimeline {
-    #[serde(flatten)]
-    summary: SessionSummary,
-    events: Vec<TimelineEvent>,
-    next_cursor: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct TimelineEvent {
-    #[serde(flatten)]
-    event: StoredEvent,
-    /// Milliseconds since the session's previous event; `null` for its first.
-    since_previous_ms: Option<f64>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct StatsAnswer {
-    from: Option<eye_core::Timestamp>,
-    to: Option<eye_core::Timestamp>,
-    group_by: Vec<String>,
-    bucket: Option<String>,
-    total: i64,
-    groups: Vec<StatsRow>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorsPage {
-    errors: Vec<RefusedEvent>,
-    next_cursor: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorSummaryAnswer {
-    from: eye_core::Timestamp,
-    to: eye_core::Timestamp,
-    total: i64,
-    by_reason_and_type: Vec<RefusedCount>,
-    hourly: Vec<HourlyRefusedCount>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct ReprocessAnswer {
-    /// Errors that became events.
-    reprocessed: u64,
-    /// Errors still invalid, left open with their new reason.
-    still_invalid: u64,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct EventTypesList {
-    event_types: Vec<EventTypeInfo>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct PutSchemaBody {
-    /// A JSON Schema (draft 2020-12), self-contained (remote `$ref`s are not resolved).
-    #[schema(value_type = Value)]
-    schema: serde_json::Value,
-    /// Defaults to the type's current mode, or `enforce`.
-    mode: Option<SchemaMode>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct Health {
-    status: String,
-}
-
-/// `GET /apps`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct AppsList {
-    apps: Vec<eye_store::App>,
-}
-
-/// `POST /apps`: the application and its ingest token, shown only here.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct CreatedApp {
-    app: eye_store::App,
-    token: String,
-}
-
-/// A revocation's answer: the name or id revoked.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct Revoked {
-    revoked: String,
-}
-
-/// `GET /tokens`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct TokensList {
-    tokens: Vec<eye_store::TokenInfo>,
-}
-
-/// `POST /tokens`: the token's id and its secret, shown only here.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct CreatedToken {
-    id: i64,
-    token: String,
-}
-
-/// `GET /audit`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct AuditList {
-    entries: Vec<eye_store::AuditEntry>,
 }

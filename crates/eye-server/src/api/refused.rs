@@ -8,8 +8,9 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use eye_core::Timestamp;
-use eye_store::{RefusedEvent, RefusedQuery, ReprocessOutcome};
-use serde_json::{Value, json};
+use eye_store::{HourlyRefusedCount, RefusedCount, RefusedEvent, RefusedQuery};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::api::auth::{Admin, Auth, Read};
 #[allow(unused_imports)]
@@ -64,7 +65,7 @@ pub async fn list_errors(
     State(state): State<AppState>,
     _auth: Auth<Read>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ErrorsPage>, ApiError> {
     let mut allowed = REFUSED_FILTER.to_vec();
     allowed.extend(["limit", "cursor"]);
     let params = Params::parse(query.as_deref(), &allowed)?;
@@ -74,10 +75,18 @@ pub async fn list_errors(
         before_id: params.cursor()?.map(|c| c.pk),
     };
     let page = state.store.refused_events(error_query).await?;
-    Ok(Json(json!({
-        "errors": page.items,
-        "next_cursor": page.next.map(|c| c.encode()),
-    })))
+    Ok(Json(ErrorsPage {
+        errors: page.items,
+        next_cursor: page.next.map(|c| c.encode()),
+    }))
+}
+
+/// A page of `GET /errors`, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorsPage {
+    pub errors: Vec<RefusedEvent>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
 }
 
 #[utoipa::path(
@@ -97,7 +106,7 @@ pub async fn get_error(
     State(state): State<AppState>,
     _auth: Auth<Read>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RefusedEvent>, ApiError> {
     let record = state
         .store
         .refused_event(refused_key(&id)?)
@@ -109,7 +118,7 @@ pub async fn get_error(
                 format!("no error {id:?}"),
             )
         })?;
-    Ok(Json(json!(record)))
+    Ok(Json(record))
 }
 
 #[utoipa::path(
@@ -132,7 +141,7 @@ pub async fn error_summary(
     State(state): State<AppState>,
     _auth: Auth<Read>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ErrorSummaryAnswer>, ApiError> {
     let params = Params::parse(query.as_deref(), &REFUSED_FILTER)?;
     let mut filter = refused_filter(&params)?;
     let to = filter.to.unwrap_or_else(Timestamp::now);
@@ -147,13 +156,23 @@ pub async fn error_summary(
     }
     (filter.from, filter.to) = (Some(from), Some(to));
     let summary = state.store.refused_summary(filter).await?;
-    Ok(Json(json!({
-        "from": from,
-        "to": to,
-        "total": summary.total,
-        "by_reason_and_type": summary.by_reason_and_type,
-        "hourly": summary.hourly,
-    })))
+    Ok(Json(ErrorSummaryAnswer {
+        from,
+        to,
+        total: summary.total,
+        by_reason_and_type: summary.by_reason_and_type,
+        hourly: summary.hourly,
+    }))
+}
+
+/// `GET /errors/summary`: counts over `[from, to)`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorSummaryAnswer {
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub total: i64,
+    pub by_reason_and_type: Vec<RefusedCount>,
+    pub hourly: Vec<HourlyRefusedCount>,
 }
 
 #[utoipa::path(
@@ -202,7 +221,7 @@ pub async fn reprocess_errors(
     State(state): State<AppState>,
     auth: Auth<Admin>,
     RawQuery(query): RawQuery,
-) -> Result<Json<ReprocessOutcome>, ApiError> {
+) -> Result<Json<ReprocessAnswer>, ApiError> {
     let allowed: Vec<&str> = REFUSED_FILTER
         .into_iter()
         .filter(|p| *p != "status")
@@ -219,7 +238,19 @@ pub async fn reprocess_errors(
         &described,
     )
     .await?;
-    Ok(Json(total))
+    Ok(Json(ReprocessAnswer {
+        reprocessed: total.reprocessed,
+        still_invalid: total.still_invalid,
+    }))
+}
+
+/// `POST /errors/reprocess`: what was done.
+#[derive(Serialize, ToSchema)]
+pub struct ReprocessAnswer {
+    /// Errors that became events.
+    pub reprocessed: u64,
+    /// Errors still invalid, left open with their new reason.
+    pub still_invalid: u64,
 }
 
 impl From<ReprocessError> for ApiError {

@@ -5,8 +5,9 @@
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use eye_store::{EventQuery, Order, SessionCursor, SessionQuery, StoredEvent};
-use serde_json::{Value, json};
+use eye_store::{EventQuery, Order, SessionCursor, SessionQuery, SessionSummary, StoredEvent};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::api::auth::{Auth, Read};
 #[allow(unused_imports)]
@@ -39,7 +40,7 @@ pub async fn list_sessions(
     State(state): State<AppState>,
     _auth: Auth<Read>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionsPage>, ApiError> {
     let params = Params::parse(query.as_deref(), &["app", "from", "to", "limit", "cursor"])?;
     let (from, to) = (params.time("from")?, params.time("to")?);
     if let (Some(from), Some(to)) = (from, to)
@@ -61,10 +62,37 @@ pub async fn list_sessions(
         after,
     };
     let (sessions, next) = state.store.sessions(session_query).await?;
-    Ok(Json(json!({
-        "sessions": sessions,
-        "next_cursor": next.map(|c| c.encode()),
-    })))
+    Ok(Json(SessionsPage {
+        sessions,
+        next_cursor: next.map(|c| c.encode()),
+    }))
+}
+
+/// A page of `GET /sessions`.
+#[derive(Serialize, ToSchema)]
+pub struct SessionsPage {
+    pub sessions: Vec<SessionSummary>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /sessions/{id}`: the session's summary, then a page of its events.
+#[derive(Serialize, ToSchema)]
+pub struct SessionTimeline {
+    #[serde(flatten)]
+    pub summary: SessionSummary,
+    pub events: Vec<TimelineEvent>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// An event of a session's timeline.
+#[derive(Serialize, ToSchema)]
+pub struct TimelineEvent {
+    #[serde(flatten)]
+    pub event: StoredEvent,
+    /// Milliseconds since the session's previous event; `null` for its first.
+    pub since_previous_ms: Option<f64>,
 }
 
 #[utoipa::path(
@@ -93,7 +121,7 @@ pub async fn get_session(
     _auth: Auth<Read>,
     Path(session_id): Path<String>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionTimeline>, ApiError> {
     let params = Params::parse(
         query.as_deref(),
         &["limit", "cursor", "order", "from", "to"],
@@ -120,10 +148,11 @@ pub async fn get_session(
     let order = query.order;
     let page = state.store.events(query).await?;
     let events = with_gaps(&state, &session_id, page.items, order).await?;
-    let mut body = serde_json::to_value(&summary).map_err(ApiError::internal)?;
-    body["events"] = Value::Array(events);
-    body["next_cursor"] = json!(page.next.map(|c| c.encode()));
-    Ok(Json(body))
+    Ok(Json(SessionTimeline {
+        summary,
+        events,
+        next_cursor: page.next.map(|c| c.encode()),
+    }))
 }
 
 /// Adds `since_previous_ms` to each event: the time since the session's previous event
@@ -134,7 +163,7 @@ async fn with_gaps(
     session_id: &str,
     events: Vec<StoredEvent>,
     order: Order,
-) -> Result<Vec<Value>, ApiError> {
+) -> Result<Vec<TimelineEvent>, ApiError> {
     let boundary = match order {
         Order::Asc => events.first(),
         Order::Desc => events.last(),
@@ -156,21 +185,21 @@ async fn with_gaps(
         None => None,
     };
     let count = events.len();
-    let mut out = Vec::with_capacity(count);
-    for index in 0..count {
-        let previous = match order {
+    let previous: Vec<Option<i64>> = (0..count)
+        .map(|index| match order {
             Order::Asc if index == 0 => before_boundary,
             Order::Asc => Some(events[index - 1].timestamp.as_micros()),
             Order::Desc if index + 1 == count => before_boundary,
             Order::Desc => Some(events[index + 1].timestamp.as_micros()),
-        };
-        let event = &events[index];
-        let mut value = serde_json::to_value(event).map_err(ApiError::internal)?;
-        value["since_previous_ms"] = match previous {
-            Some(previous) => json!((event.timestamp.as_micros() - previous) as f64 / 1000.0),
-            None => Value::Null,
-        };
-        out.push(value);
-    }
-    Ok(out)
+        })
+        .collect();
+    Ok(events
+        .into_iter()
+        .zip(previous)
+        .map(|(event, previous)| TimelineEvent {
+            since_previous_ms: previous
+                .map(|previous| (event.timestamp.as_micros() - previous) as f64 / 1000.0),
+            event,
+        })
+        .collect())
 }

@@ -3,8 +3,11 @@
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
+use eye_core::Timestamp;
+use eye_store::StatsRow;
 use eye_store::{Bucket, GroupBy, StatsQuery};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::api::auth::{Auth, Read};
 #[allow(unused_imports)]
@@ -38,7 +41,7 @@ pub async fn get_stats(
     State(state): State<AppState>,
     _auth: Auth<Read>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StatsAnswer>, ApiError> {
     let params = Params::parse(query.as_deref(), &["group_by", "bucket", "from", "to"])?;
     let mut group_by = Vec::new();
     for key in params.text("group_by").unwrap_or_default().split(',') {
@@ -109,7 +112,7 @@ pub async fn get_stats(
         })
         .await?;
     let total: i64 = rows.iter().map(|r| r.count).sum();
-    let group_by: Vec<&str> = group_by
+    let group_by: Vec<&'static str> = group_by
         .iter()
         .map(|g| match g {
             GroupBy::Category => "category",
@@ -122,12 +125,27 @@ pub async fn get_stats(
         Bucket::Hour => "hour",
         Bucket::Day => "day",
     });
-    Ok(Json(json!({
-        "from": from,
-        "to": to,
-        "group_by": group_by,
-        "bucket": bucket,
-        "total": total,
-        "groups": rows,
-    })))
+    Ok(Json(StatsAnswer {
+        from,
+        to,
+        group_by,
+        bucket,
+        total,
+        groups: rows,
+    }))
+}
+
+/// `GET /stats`: counts over `[from, to)`, by the keys asked for.
+#[derive(Serialize, ToSchema)]
+pub struct StatsAnswer {
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    /// The keys grouped by, in the order asked.
+    #[schema(value_type = Vec<String>)]
+    pub group_by: Vec<&'static str>,
+    /// `minute`, `hour` or `day`, when counted per time bucket.
+    #[schema(value_type = Option<String>)]
+    pub bucket: Option<&'static str>,
+    pub total: i64,
+    pub groups: Vec<StatsRow>,
 }

@@ -4,7 +4,9 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -66,13 +68,33 @@ impl ApiError {
     }
 }
 
+/// Every error answer, as it is sent and as the OpenAPI document describes it.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `invalid_parameter`, `unauthorized`, `not_found`, ...
+    pub code: &'static str,
+    pub message: String,
+    /// For example `{"parameter": "from"}` for a bad query parameter.
+    #[serde(skip_serializing_if = "Value::is_null")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Value,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "code": self.code, "message": self.message });
-        if !self.details.is_null() {
-            body["details"] = self.details;
-        }
-        let mut response = (self.status, axum::Json(json!({ "error": body }))).into_response();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                details: self.details,
+            },
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()
