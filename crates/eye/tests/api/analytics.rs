@@ -544,7 +544,7 @@ fn python_tool(args: &[&str]) -> Option<std::process::Output> {
                 "{} is needed in CI (pip install openapi-spec-validator schemathesis): {error}",
                 args[0]
             );
-            eprintln!("skipping: {} is not installed ({error})", args[0]);
+            crate::helpers::skipped(format_args!("{} is not installed ({error})", args[0]));
             None
         }
     }

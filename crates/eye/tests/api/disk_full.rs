@@ -26,7 +26,9 @@ impl SmallDisk {
         match mounted {
             Ok(output) if output.status.success() => Some(SmallDisk(at.to_owned())),
             other => {
-                eprintln!("skipping: cannot mount a small tmpfs here ({other:?})");
+                crate::helpers::skipped(format_args!(
+                    "cannot mount a small tmpfs here ({other:?})"
+                ));
                 None
             }
         }

@@ -596,3 +596,10 @@ pub fn unique_suffix() -> String {
     let next = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("{nanos:x}_{}_{next}", std::process::id())
 }
+
+/// Says that a test skipped what it could not run here, past the test harness's
+/// capture, so that `cargo test` shows it even when the test passes.
+pub fn skipped(what: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {what}");
+}

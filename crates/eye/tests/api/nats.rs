@@ -32,7 +32,7 @@ fn nats_available(url: &str) -> bool {
                 std::env::var("CI").as_deref() != Ok("true"),
                 "NATS is required in CI at {url}: {error}"
             );
-            eprintln!("skipping: NATS is not reachable at {url} ({error})");
+            crate::helpers::skipped(format_args!("NATS is not reachable at {url} ({error})"));
             false
         }
     }
@@ -223,7 +223,7 @@ fn start_nats(port: u16, store: &std::path::Path) -> Option<Process> {
                 std::env::var("CI").as_deref() != Ok("true"),
                 "nats-server is required in CI: {error}"
             );
-            eprintln!("skipping: nats-server cannot be started ({error})");
+            crate::helpers::skipped(format_args!("nats-server cannot be started ({error})"));
             None
         }
     }
@@ -400,7 +400,7 @@ impl Cluster {
                     std::env::var("CI").as_deref() != Ok("true"),
                     "nats-server is required in CI: {error}"
                 );
-                eprintln!("skipping: nats-server cannot be started ({error})");
+                crate::helpers::skipped(format_args!("nats-server cannot be started ({error})"));
                 false
             }
         }

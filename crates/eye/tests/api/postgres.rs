@@ -63,7 +63,7 @@ fn postgres_available() -> bool {
                 std::env::var("CI").as_deref() != Ok("true"),
                 "PostgreSQL is required in CI: {error}"
             );
-            eprintln!("skipping: PostgreSQL is not reachable ({error})");
+            crate::helpers::skipped(format_args!("PostgreSQL is not reachable ({error})"));
             false
         }
     }

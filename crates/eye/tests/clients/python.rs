@@ -16,7 +16,7 @@ fn the_python_client_suite_passes_against_this_binary() {
         let message = "python3 with pytest and the package is needed: \
                        python3 -m pip install ./clients/python pytest";
         assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
-        eprintln!("skipping: {message}");
+        crate::helpers::skipped(format_args!("{message}"));
         return;
     }
     let output = Command::new("python3")

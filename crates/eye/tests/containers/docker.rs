@@ -33,7 +33,7 @@ pub fn tool(name: &str, why: &str) -> bool {
                 Err(error) => error.to_string(),
             };
             assert!(!in_ci(), "{name} is needed in CI ({why}): {error}");
-            eprintln!("skipped: {name} does not run ({why}): {error}");
+            crate::helpers::skipped(format_args!("{name} does not run ({why}): {error}"));
             false
         }
     }
@@ -46,14 +46,10 @@ pub fn docker_available() -> bool {
         .output();
     let engine_ok = matches!(&engine, Ok(output) if output.status.success());
     if !engine_ok {
-        assert!(
-            !in_ci(),
-            "a Docker engine is needed in CI (../shared/containers/local-images.sh all): {engine:?}"
-        );
-        eprintln!(
-            "skipped: no Docker engine answers (`../shared/containers/local-images.sh all` \
-             starts one on a machine without a registry)"
-        );
+        assert!(!in_ci(), "a Docker engine is needed in CI: {engine:?}");
+        crate::helpers::skipped(format_args!(
+            "no Docker engine answers (start dockerd; docs/testing.md)"
+        ));
         return false;
     }
     tool("docker-compose", "the compose files")

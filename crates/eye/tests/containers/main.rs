@@ -3,8 +3,7 @@
 //! HTTP to the published ports as a user would. Without a Docker engine (or
 //! docker-compose, hadolint, kubernetes-validate) a test says so and passes, except
 //! with `CI=true`, where a missing tool is a failure.
-//! `../shared/containers/local-images.sh all` starts Docker on a machine without a
-//! registry; `EYE_TEST_KEEP_CONTAINERS=1` keeps the projects for a look afterwards.
+//! `EYE_TEST_KEEP_CONTAINERS=1` keeps the compose projects for a look afterwards.
 
 mod docker;
 mod fleet;

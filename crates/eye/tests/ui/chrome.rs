@@ -67,7 +67,7 @@ pub async fn browser() -> Option<Browser> {
              apt-get install -y chromium chromium-driver"
         );
         assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
-        eprintln!("skipping: {message}");
+        crate::helpers::skipped(format_args!("{message}"));
         return None;
     }
     let port = TcpListener::bind("127.0.0.1:0")
