@@ -6,7 +6,6 @@ use axum::response::{Html, IntoResponse, Response};
 use eye_core::Timestamp;
 use maud::{DOCTYPE, Markup, html};
 
-use super::login::Viewer;
 use crate::http::error::ApiError;
 
 /// Asset links carry the version so that a new binary's files replace cached ones.
@@ -95,14 +94,23 @@ fn head(title: &str) -> Markup {
     }
 }
 
+/// Who a page is shown to, as far as the frame shows them (`login::Viewer`).
+pub trait Shown {
+    fn email(&self) -> &str;
+    fn role(&self) -> &str;
+    fn is_admin(&self) -> bool;
+    /// The login's CSRF secret, which every form of the page carries.
+    fn csrf(&self) -> &str;
+}
+
 /// A page for a logged-in viewer: navigation, title, body.
-pub fn page(viewer: &Viewer, nav: Nav, title: &str, body: Markup) -> Response {
+pub fn page(viewer: &impl Shown, nav: Nav, title: &str, body: Markup) -> Response {
     page_with_status(StatusCode::OK, viewer, nav, title, body)
 }
 
 pub fn page_with_status(
     status: StatusCode,
-    viewer: &Viewer,
+    viewer: &impl Shown,
     nav: Nav,
     title: &str,
     body: Markup,
@@ -124,8 +132,8 @@ pub fn page_with_status(
                         }
                     }
                     div.who {
-                        span title=(viewer.user.email) { (viewer.user.email) }
-                        span.role { (viewer.role.as_str()) }
+                        span title=(viewer.email()) { (viewer.email()) }
+                        span.role { (viewer.role()) }
                         form method="post" action="/admin/logout" {
                             (csrf_field(viewer))
                             button.link type="submit" #logout { "Log out" }
@@ -180,8 +188,8 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
 }
 
 /// The hidden field every state-changing form carries.
-pub fn csrf_field(viewer: &Viewer) -> Markup {
-    html! { input type="hidden" name="csrf" value=(viewer.csrf); }
+pub fn csrf_field(viewer: &impl Shown) -> Markup {
+    html! { input type="hidden" name="csrf" value=(viewer.csrf()); }
 }
 
 /// A time as people read it (UTC, milliseconds), with the exact value for machines.

@@ -20,7 +20,7 @@ use eye_store::{NewLogin, User};
 use maud::html;
 
 use super::form::FormData;
-use super::layout::{PageError, bare_page, flash};
+use super::layout::{PageError, Shown, bare_page, flash};
 use crate::service::Actor;
 use crate::service::users::{Role, verify_password};
 use crate::state::AppState;
@@ -40,6 +40,21 @@ pub struct Viewer {
     pub user: User,
     pub role: Role,
     pub csrf: String,
+}
+
+impl Shown for Viewer {
+    fn email(&self) -> &str {
+        &self.user.email
+    }
+    fn role(&self) -> &str {
+        self.role.as_str()
+    }
+    fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 impl Viewer {

@@ -12,9 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::auth::{Admin, Auth};
-#[allow(unused_imports)]
-use crate::api::openapi::*;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::query::Params;
 use crate::service::access::{self, ManageError};
 use crate::state::AppState;

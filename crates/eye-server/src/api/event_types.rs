@@ -18,9 +18,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::api::auth::{Admin, Auth, Read};
-#[allow(unused_imports)]
-use crate::api::openapi::*;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::query::{Params, event_type};
 use crate::service::schemas::{self, SchemaError};
 use crate::state::AppState;

@@ -14,9 +14,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::api::auth::{Auth, Read};
-#[allow(unused_imports)]
-use crate::api::openapi::*;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::query::{DEFAULT_LIMIT, PARAMETERS, Params, event_query};
 use crate::state::AppState;
 

@@ -9,9 +9,7 @@ use axum::routing::get;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-#[allow(unused_imports)]
-use crate::api::openapi::*;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
 #[utoipa::path(

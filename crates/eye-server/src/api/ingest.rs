@@ -19,10 +19,8 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-#[allow(unused_imports)]
-use crate::api::openapi::*;
 use crate::http::cors;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
 #[utoipa::path(
@@ -394,4 +392,31 @@ fn split_elements(bytes: &[u8], format: BodyFormat) -> Result<(Vec<&RawValue>, b
 /// `OPTIONS /events`: a browser's preflight (see `http::cors::preflight`).
 pub async fn preflight(State(state): State<AppState>, headers: HeaderMap) -> Response {
     cors::preflight(&state.origins, &headers).await
+}
+
+/// One event as an application sends it. Unknown top-level fields are refused.
+#[derive(Serialize, ToSchema)]
+// Never built: the ingest parser is hand-written (strict, naming the field at fault,
+// no tree for `data`); this is its documentation, checked against it by
+// `crates/eye/tests/api/analytics.rs` (schemathesis sends what it describes).
+#[allow(dead_code)]
+pub struct WireEvent {
+    /// Chosen by the application; 1–256 bytes.
+    session_id: String,
+    /// For example `page interaction`; 1–256 bytes.
+    category: String,
+    /// For example `pageview`; 1–256 bytes.
+    name: String,
+    /// The payload, checked against the type's schema; `{}` when absent.
+    #[schema(value_type = Option<Object>)]
+    data: Option<serde_json::Value>,
+    /// When it happened: `2023-01-01 09:15:27.243860`, `…Z`, or RFC 3339; no zone means UTC.
+    #[schema(example = "2023-01-01 09:15:27.243860Z")]
+    timestamp: String,
+    /// Idempotency key, unique per application: a resend is stored once.
+    id: Option<String>,
+    /// The client's clock when it sent the request.
+    sent_at: Option<String>,
+    /// Orders events with equal timestamps.
+    seq: Option<i64>,
 }

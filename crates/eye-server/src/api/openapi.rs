@@ -4,11 +4,9 @@
 //!
 //! Every answer's shape is the type its handler returns (`EventsPage`, `ErrorBody`,
 //! ...), defined beside the handler: the document and the answers cannot drift apart.
-//! The one shape here is the ingest request's, which a hand-written parser reads.
 
-use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 use eye_core::reason::{Refusal, Violation};
 use eye_core::schema::SchemaMode;
@@ -18,6 +16,7 @@ use eye_store::{
 };
 
 use crate::api::{apps, event_types, events, health, ingest, refused, sessions, stats};
+use crate::http::error::{ErrorBody, ErrorDetail};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -54,7 +53,7 @@ use crate::api::{apps, event_types, events, health, ingest, refused, sessions, s
         health::readyz,
     ),
     components(schemas(
-        WireEvent, ingest::IngestAnswer, ingest::Verdict, ErrorBody, ErrorDetail,
+        ingest::WireEvent, ingest::IngestAnswer, ingest::Verdict, ErrorBody, ErrorDetail,
         events::EventsPage, sessions::SessionsPage, sessions::SessionTimeline,
         sessions::TimelineEvent, stats::StatsAnswer, refused::ErrorsPage,
         refused::ErrorSummaryAnswer, refused::ReprocessAnswer, event_types::EventTypesList,
@@ -100,33 +99,4 @@ impl Modify for BearerAuth {
 /// The document as JSON text.
 pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
-}
-
-pub use crate::http::error::{ErrorBody, ErrorDetail};
-
-/// One event as an application sends it. Unknown top-level fields are refused.
-#[derive(Serialize, ToSchema)]
-// Never built: the ingest parser is hand-written (strict, naming the field at fault,
-// no tree for `data`); this is its documentation, checked against it by
-// `crates/eye/tests/api/analytics.rs` (schemathesis sends what it describes).
-#[allow(dead_code)]
-pub struct WireEvent {
-    /// Chosen by the application; 1–256 bytes.
-    session_id: String,
-    /// For example `page interaction`; 1–256 bytes.
-    category: String,
-    /// For example `pageview`; 1–256 bytes.
-    name: String,
-    /// The payload, checked against the type's schema; `{}` when absent.
-    #[schema(value_type = Option<Object>)]
-    data: Option<serde_json::Value>,
-    /// When it happened: `2023-01-01 09:15:27.243860`, `…Z`, or RFC 3339; no zone means UTC.
-    #[schema(example = "2023-01-01 09:15:27.243860Z")]
-    timestamp: String,
-    /// Idempotency key, unique per application: a resend is stored once.
-    id: Option<String>,
-    /// The client's clock when it sent the request.
-    sent_at: Option<String>,
-    /// Orders events with equal timestamps.
-    seq: Option<i64>,
 }

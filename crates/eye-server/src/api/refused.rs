@@ -13,9 +13,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::api::auth::{Admin, Auth, Read};
-#[allow(unused_imports)]
-use crate::api::openapi::*;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::query::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::http::query::{Params, REFUSED_FILTER, refused_filter, refused_key};
 use crate::service::refused::{self, ReprocessError};

@@ -10,9 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::api::auth::{Auth, Read};
-#[allow(unused_imports)]
-use crate::api::openapi::*;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::query::Params;
 use crate::http::query::{DEFAULT_LIMIT, MAX_LIMIT, event_query};
 use crate::state::AppState;
