@@ -4,8 +4,9 @@
 //! `fetch` hands them to a worker in order, `ack` tells the queue a worker has committed
 //! them. Delivery is at least once: a message fetched and not acknowledged before a
 //! crash is delivered again, so consumers must be idempotent (the store keys events by
-//! their id). The embedded implementation lives in [`embedded`]; a distributed one can
-//! fill the same trait.
+//! their id). Two back ends fill it: [`embedded`] (SQLite in the data directory, for
+//! `eye serve`) and [`nats`] (NATS JetStream, for a fleet); `tests/conformance.rs`
+//! holds both to the same contract.
 
 use std::time::Duration;
 
