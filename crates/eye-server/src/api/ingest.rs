@@ -151,7 +151,7 @@ async fn ingest(state: &AppState, request: Request) -> Result<Response, ApiError
     state.metrics.events_accepted.inc_by(accepted as u64);
     state
         .metrics
-        .events_rejected
+        .events_refused
         .inc_by((verdicts.len() - accepted) as u64);
     if single && let Some(refusal) = verdicts[0].error {
         return Err(

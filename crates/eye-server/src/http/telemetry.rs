@@ -95,7 +95,7 @@ pub struct Metrics {
     /// The worker's metrics, registered here.
     pub pipeline: PipelineMetrics,
     pub events_accepted: Counter,
-    pub events_rejected: Counter,
+    pub events_refused: Counter,
     /// Ingest requests that found the queue full and waited for room.
     pub ingest_waits: Counter,
     pub queue_depth: Gauge,
@@ -108,7 +108,7 @@ impl Metrics {
     pub fn new() -> Arc<Self> {
         let mut registry = Registry::default();
         let events_accepted = Counter::default();
-        let events_rejected = Counter::default();
+        let events_refused = Counter::default();
         let ingest_waits = Counter::default();
         let queue_depth = Gauge::default();
         let queue_oldest_age = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
@@ -125,7 +125,7 @@ impl Metrics {
         registry.register(
             "eye_events_rejected",
             "Events refused by ingest (malformed)",
-            events_rejected.clone(),
+            events_refused.clone(),
         );
         registry.register(
             "eye_ingest_queue_full_waits",
@@ -158,7 +158,7 @@ impl Metrics {
             registry,
             pipeline,
             events_accepted,
-            events_rejected,
+            events_refused,
             ingest_waits,
             queue_depth,
             queue_oldest_age,
@@ -296,7 +296,7 @@ pub async fn sample_until_stopped(
             at_secs: eye_core::Timestamp::now().as_micros() as f64 / 1e6,
             accepted: metrics.events_accepted.get(),
             stored: metrics.pipeline.events_stored.get(),
-            refused: metrics.events_rejected.get() + metrics.pipeline.refusals_recorded.get(),
+            refused: metrics.events_refused.get() + metrics.pipeline.refusals_recorded.get(),
         });
     }
 }
