@@ -9,6 +9,7 @@ pub mod ids;
 pub mod limits;
 pub mod message;
 pub mod reason;
+pub mod retention;
 pub mod schema;
 pub mod timestamp;
 

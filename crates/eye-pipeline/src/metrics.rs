@@ -21,6 +21,8 @@ pub struct FailureLabels {
 pub struct PipelineMetrics {
     pub events_stored: Counter,
     pub events_duplicate: Counter,
+    /// Events dropped because an erasure made after they were received covers them.
+    pub events_erased: Counter,
     /// Records written to the store of refused events (the error store).
     pub refusals_recorded: Counter,
     pub warnings_recorded: Counter,
@@ -40,6 +42,7 @@ impl Default for PipelineMetrics {
         PipelineMetrics {
             events_stored: Counter::default(),
             events_duplicate: Counter::default(),
+            events_erased: Counter::default(),
             refusals_recorded: Counter::default(),
             warnings_recorded: Counter::default(),
             refusals_reprocessed: Counter::default(),
@@ -65,6 +68,11 @@ impl PipelineMetrics {
             "eye_events_duplicate",
             "Events not stored again because their id was already stored",
             self.events_duplicate.clone(),
+        );
+        registry.register(
+            "eye_events_erased",
+            "Queued events dropped because an erasure made after they were received covers them",
+            self.events_erased.clone(),
         );
         registry.register(
             "eye_errors_recorded",

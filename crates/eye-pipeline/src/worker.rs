@@ -220,6 +220,7 @@ impl Worker {
         let metrics = &self.metrics;
         metrics.events_stored.inc_by(outcome.stored);
         metrics.events_duplicate.inc_by(outcome.duplicates);
+        metrics.events_erased.inc_by(outcome.erased);
         metrics.refusals_recorded.inc_by(outcome.refused);
         metrics.warnings_recorded.inc_by(outcome.warnings);
         metrics.worker_batch_events.observe(batch.len() as f64);

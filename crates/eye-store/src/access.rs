@@ -2,6 +2,7 @@
 
 use eye_core::Timestamp;
 use eye_core::auth::{Scope, TokenHash};
+use eye_core::retention::Retention;
 use serde::Serialize;
 
 use crate::*;
@@ -15,6 +16,15 @@ pub struct App {
     pub revoked_at: Option<Timestamp>,
     /// Browser origins (`https://shop.example`, or `*`) allowed to send its events.
     pub allowed_origins: Vec<String>,
+    /// Its own retention (`30d`, `forever`); `null`: the global one.
+    #[schema(value_type = Option<String>)]
+    pub retention: Option<Retention>,
+}
+
+/// An application's retention as the store keeps it: its text, or NULL.
+pub(crate) fn retention_from_text(text: Option<String>) -> Option<Retention> {
+    // Only `Retention`'s own `Display` writes this column.
+    text.and_then(|text| text.parse().ok())
 }
 
 /// Origins as the store keeps them: one per line.

@@ -17,6 +17,7 @@ use eye_core::{IncomingEvent, Refusal};
 use uuid::Uuid;
 
 use crate::aggregate::MINUTE_MICROS;
+use crate::lifecycle::Tombstone;
 use crate::{Processed, RefusedStatus, Result, WriteOutcome};
 
 /// An accepted event to insert.
@@ -94,6 +95,8 @@ enum Item<'a> {
     Event(usize),
     /// A resend, under the old id rule, of an event already stored: a duplicate.
     ResentEvent,
+    /// Covered by an erasure made after it was received: dropped.
+    Erased,
     Refused(NewRefusal<'a>),
 }
 
@@ -116,15 +119,22 @@ impl<'a> Rows<'a> {
     /// Splits `batch`. `resent` says whether an element is a resend, under the old id
     /// rule, of something already in the store (each back end looks that up its own
     /// way): a resent event is a duplicate, a resent refusal is recorded once already.
+    /// What one of `tombstones` covers is dropped: an erasure answered after the event
+    /// was received removes it even from the queue.
     pub fn of(
         batch: impl IntoIterator<Item = &'a Processed>,
         mut resent: impl FnMut(&Processed) -> Result<bool>,
+        tombstones: &[Tombstone],
     ) -> Result<Rows<'a>> {
         let mut rows = Rows {
             events: Vec::new(),
             items: Vec::new(),
         };
         for processed in batch {
+            if erased(processed, tombstones) {
+                rows.items.push(Item::Erased);
+                continue;
+            }
             let was_resent = resent(processed)?;
             let item = match processed {
                 Processed::Event { .. } if was_resent => Item::ResentEvent,
@@ -180,6 +190,7 @@ impl<'a> Rows<'a> {
         };
         for item in self.items {
             match item {
+                Item::Erased => written.outcome.erased += 1,
                 Item::ResentEvent => written.outcome.duplicates += 1,
                 Item::Event(index) if !inserted[index] => written.outcome.duplicates += 1,
                 Item::Event(index) => {
@@ -205,6 +216,43 @@ impl<'a> Rows<'a> {
     }
 }
 
+/// Whether an erasure covers `processed` (a refused element whose event could not be
+/// parsed carries nothing to match, and is kept for the error store).
+fn erased(processed: &Processed, tombstones: &[Tombstone]) -> bool {
+    let (app_id, received_at, event) = match processed {
+        Processed::Event {
+            app_id,
+            received_at,
+            event,
+            ..
+        } => (*app_id, *received_at, Some(event)),
+        Processed::Refused {
+            app_id,
+            received_at,
+            event,
+            ..
+        } => (*app_id, *received_at, event.as_ref()),
+    };
+    event.is_some_and(|event| {
+        tombstones
+            .iter()
+            .any(|tombstone| tombstone.covers(app_id, received_at, event))
+    })
+}
+
+/// The earliest reception time in `batch`: erasures made before it cover nothing here.
+pub(crate) fn earliest_received<'a>(batch: impl IntoIterator<Item = &'a Processed>) -> i64 {
+    batch
+        .into_iter()
+        .map(|processed| match processed {
+            Processed::Event { received_at, .. } | Processed::Refused { received_at, .. } => {
+                *received_at
+            }
+        })
+        .min()
+        .unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,7 +271,7 @@ mod tests {
             event(2, "s1", "click", 5),
             event(1, "s1", "view", 50),
         ];
-        let rows = Rows::of(&batch, |_| Ok(false)).unwrap();
+        let rows = Rows::of(&batch, |_| Ok(false), &[]).unwrap();
         assert_eq!(rows.events.len(), 4);
         // The last event was a duplicate (already stored).
         let written = rows.written(&[true, true, true, false]);
@@ -251,11 +299,29 @@ mod tests {
     #[test]
     fn resent_elements_are_duplicates_or_skipped() {
         let batch = vec![event(1, "s", "view", 1), refused(event(1, "s", "view", 2))];
-        let rows = Rows::of(&batch, |_| Ok(true)).unwrap();
+        let rows = Rows::of(&batch, |_| Ok(true), &[]).unwrap();
         assert!(rows.events.is_empty());
         let written = rows.written(&[]);
         assert_eq!(written.outcome.duplicates, 1);
         assert!(written.records.is_empty());
         assert!(written.counters.sessions.is_empty());
+    }
+
+    #[test]
+    fn what_an_erasure_covers_is_dropped_and_counted() {
+        let batch = vec![event(1, "gone", "view", 1), event(1, "kept", "view", 2)];
+        let tombstone = Tombstone {
+            filter: crate::ErasureFilter {
+                session_id: Some("gone".into()),
+                ..Default::default()
+            },
+            until: 0,
+        };
+        let rows = Rows::of(&batch, |_| Ok(false), &[tombstone]).unwrap();
+        assert_eq!(rows.events.len(), 1);
+        let written = rows.written(&[true]);
+        assert_eq!((written.outcome.stored, written.outcome.erased), (1, 1));
+        assert!(written.counters.sessions.contains_key("kept"));
+        assert!(!written.counters.sessions.contains_key("gone"));
     }
 }

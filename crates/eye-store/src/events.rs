@@ -45,6 +45,8 @@ pub struct WriteOutcome {
     pub refused: u64,
     /// Shadow-mode warnings recorded for stored events.
     pub warnings: u64,
+    /// Events dropped because an erasure made after they were received covers them.
+    pub erased: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -66,6 +68,8 @@ pub struct EventQuery {
     pub data: Vec<DataFilter>,
     pub from: Option<Timestamp>,
     pub to: Option<Timestamp>,
+    /// Only events received at or before this (microseconds): an erasure's moment.
+    pub received_until: Option<i64>,
     pub order: Order,
     pub limit: u32,
     pub after: Option<Cursor>,

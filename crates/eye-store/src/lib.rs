@@ -17,9 +17,11 @@ mod aggregate;
 mod batch;
 pub mod cursor;
 mod events;
+pub mod lifecycle;
 pub mod postgres;
 mod refused;
 mod registry;
+mod removal;
 mod rows;
 pub mod sqlite;
 #[cfg(test)]
@@ -28,6 +30,7 @@ mod testing;
 pub use access::*;
 pub use cursor::{Cursor, SessionCursor};
 pub use events::*;
+pub use lifecycle::{Cutoffs, Erasure, ErasureFilter, ErasureStatus, Lifecycle, Removed};
 pub use postgres::PgStore;
 pub use refused::*;
 pub use registry::*;
@@ -58,7 +61,12 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Everything a process needs of its store: each concern is a trait of its own, so
 /// that a module's imports say which part of the store it touches.
-pub trait Store: EventWrites + EventReads + RefusedEvents + EventTypes + Access + 'static {}
+pub trait Store:
+    EventWrites + EventReads + RefusedEvents + EventTypes + Access + Lifecycle + 'static
+{
+}
 
-impl<T> Store for T where T: EventWrites + EventReads + RefusedEvents + EventTypes + Access + 'static
-{}
+impl<T> Store for T where
+    T: EventWrites + EventReads + RefusedEvents + EventTypes + Access + Lifecycle + 'static
+{
+}

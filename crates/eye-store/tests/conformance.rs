@@ -593,3 +593,220 @@ async fn applications_tokens_users_and_logins_keep_their_rules() {
         backend.clean_up().await;
     }
 }
+
+fn received(app_id: i64, session: &str, name: &str, second: i64, received_at: i64) -> Processed {
+    let mut processed = event(app_id, session, name, second);
+    if let Processed::Event {
+        received_at: at, ..
+    } = &mut processed
+    {
+        *at = received_at;
+    }
+    processed
+}
+
+async fn names_of(store: &dyn Store, session: &str) -> Vec<String> {
+    let query = EventQuery {
+        session_id: Some(session.into()),
+        limit: 100,
+        ..Default::default()
+    };
+    names(&store.events(query).await.unwrap().items)
+}
+
+async fn total(store: &dyn Store) -> i64 {
+    let stats = store.stats(StatsQuery::default()).await.unwrap();
+    stats.iter().map(|r| r.count).sum()
+}
+
+#[tokio::test]
+async fn expiry_deletes_only_what_is_older_than_its_applications_cutoff_and_keeps_counts_true() {
+    for backend in backends().await {
+        let (store, name) = (backend.store.as_ref(), backend.name);
+        let web = app(store, "web").await;
+        let shop = app(store, "shop").await;
+        let old = at(-86_400);
+        let new = at(0);
+        write(
+            store,
+            vec![
+                // Session `mixed`: an old web event at second 1, a new one at 5, an old
+                // shop event at 9: web's expiry takes the first, shop's the last.
+                received(web, "mixed", "first", 1, old),
+                received(web, "mixed", "middle", 5, new),
+                received(shop, "mixed", "last", 9, old),
+                // Session `gone`: only old web events.
+                received(web, "gone", "a", 2, old),
+                received(web, "gone", "b", 3, old),
+            ],
+        )
+        .await;
+        let cutoffs = eye_store::Cutoffs(vec![(web, at(-3_600)), (shop, at(-3_600))]);
+        let mut removed = eye_store::Removed::default();
+        loop {
+            // Chunks of two: the loop must finish the work across transactions.
+            let chunk = store.expire_events(&cutoffs, 2).await.unwrap();
+            if chunk.events == 0 {
+                break;
+            }
+            removed += chunk;
+        }
+        assert_eq!((removed.events, removed.sessions), (4, 1), "{name}");
+        assert!(store.session("gone").await.unwrap().is_none(), "{name}");
+        let mixed = store
+            .session("mixed")
+            .await
+            .unwrap()
+            .expect("mixed survives");
+        assert_eq!(mixed.event_count, 1, "{name}");
+        assert_eq!(
+            (mixed.first_seen.as_micros(), mixed.last_seen.as_micros()),
+            (at(5), at(5)),
+            "{name}: first and last seen from what is left"
+        );
+        assert_eq!(
+            mixed.apps,
+            vec!["web"],
+            "{name}: shop has no event left there"
+        );
+        assert_eq!(names_of(store, "mixed").await, ["middle"], "{name}");
+        assert!(names_of(store, "gone").await.is_empty(), "{name}");
+        assert_eq!(
+            total(store).await,
+            1,
+            "{name}: the rollup agrees with the events"
+        );
+        let types = store.event_types().await.unwrap();
+        let counted: i64 = types.iter().map(|t| t.event_count).sum();
+        assert_eq!(counted, 1, "{name}: per-type counts too");
+        let again = store.expire_events(&cutoffs, 100).await.unwrap();
+        assert_eq!(
+            again,
+            eye_store::Removed::default(),
+            "{name}: nothing left to expire"
+        );
+        backend.clean_up().await;
+    }
+}
+
+#[tokio::test]
+async fn refused_records_expire_by_their_reception_time() {
+    for backend in backends().await {
+        let (store, name) = (backend.store.as_ref(), backend.name);
+        let web = app(store, "web").await;
+        let mut old = refused(web, "s");
+        if let Processed::Refused { received_at, .. } = &mut old {
+            *received_at = at(-86_400);
+        }
+        write(store, vec![old, refused(web, "t")]).await;
+        assert_eq!(
+            store.expire_refused(at(-3_600), 10).await.unwrap(),
+            1,
+            "{name}"
+        );
+        let left = store
+            .refused_events(RefusedQuery {
+                filter: RefusedFilter::default(),
+                limit: 10,
+                before_id: None,
+            })
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(left.len(), 1, "{name}");
+        assert_eq!(left[0].session_id.as_deref(), Some("t"), "{name}");
+        backend.clean_up().await;
+    }
+}
+
+#[tokio::test]
+async fn an_erasure_removes_a_session_everywhere_and_drops_what_was_queued_before_it() {
+    for backend in backends().await {
+        let (store, name) = (backend.store.as_ref(), backend.name);
+        let web = app(store, "web").await;
+        let shop = app(store, "shop").await;
+        write(
+            store,
+            vec![
+                event(web, "person", "view", 1),
+                event(shop, "person", "view", 2),
+                event(web, "other", "view", 3),
+                refused(web, "person"),
+            ],
+        )
+        .await;
+        let filter = eye_store::ErasureFilter {
+            session_id: Some("person".into()),
+            ..Default::default()
+        };
+        let until = at(10);
+        let erasure = store.create_erasure(filter, until, "test").await.unwrap();
+        // An event of the person received before the erasure, still queued then,
+        // arrives now: it is dropped, and does not bring the session back.
+        let late = write(store, vec![received(web, "person", "late", 4, at(5))]).await;
+        assert_eq!((late.stored, late.erased), (0, 1), "{name}");
+        loop {
+            if store.erase_chunk(erasure.id, 1).await.unwrap() == eye_store::Removed::default() {
+                break;
+            }
+        }
+        let done = store.finish_erasure(erasure.id).await.unwrap();
+        assert_eq!(done.status, eye_store::ErasureStatus::Done, "{name}");
+        assert_eq!(
+            (
+                done.removed.events,
+                done.removed.sessions,
+                done.removed.refused
+            ),
+            (2, 1, 1),
+            "{name}"
+        );
+        assert!(store.session("person").await.unwrap().is_none(), "{name}");
+        assert!(names_of(store, "person").await.is_empty(), "{name}");
+        let refused_left = store
+            .refused_events(RefusedQuery {
+                filter: RefusedFilter::default(),
+                limit: 10,
+                before_id: None,
+            })
+            .await
+            .unwrap()
+            .items;
+        assert!(refused_left.is_empty(), "{name}: {refused_left:?}");
+        assert_eq!(
+            names_of(store, "other").await,
+            ["view"],
+            "{name}: others untouched"
+        );
+        // An event received after the erasure is stored as any other.
+        let after = write(store, vec![received(web, "person", "after", 6, at(11))]).await;
+        assert_eq!(after.stored, 1, "{name}");
+        assert_eq!(names_of(store, "person").await, ["after"], "{name}");
+        assert!(store.running_erasures().await.unwrap().is_empty(), "{name}");
+        backend.clean_up().await;
+    }
+}
+
+#[tokio::test]
+async fn an_applications_own_retention_is_kept_and_cleared() {
+    for backend in backends().await {
+        let (store, name) = (backend.store.as_ref(), backend.name);
+        app(store, "web").await;
+        let month = "30d".parse().unwrap();
+        store.set_app_retention("web", Some(month)).await.unwrap();
+        assert_eq!(
+            store.list_apps().await.unwrap()[0].retention,
+            Some(month),
+            "{name}"
+        );
+        store.set_app_retention("web", None).await.unwrap();
+        assert_eq!(
+            store.list_apps().await.unwrap()[0].retention,
+            None,
+            "{name}"
+        );
+        let missing = store.set_app_retention("nope", None).await;
+        assert!(matches!(missing, Err(StoreError::NotFound(_))), "{name}");
+        backend.clean_up().await;
+    }
+}

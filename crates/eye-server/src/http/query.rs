@@ -193,6 +193,7 @@ pub fn event_query(params: &Params, default_limit: u32) -> Result<EventQuery, Ap
         order,
         limit: params.limit(default_limit, MAX_LIMIT)?,
         after: params.cursor()?,
+        received_until: None,
     })
 }
 

@@ -60,6 +60,7 @@ impl Access for PgStore {
             created_at: Timestamp::from_micros(now),
             revoked_at: None,
             allowed_origins: Vec::new(),
+            retention: None,
         })
     }
 
@@ -84,7 +85,7 @@ impl Access for PgStore {
             .client()
             .await?
             .query(
-                "SELECT id, name, created_at, revoked_at, allowed_origins FROM apps ORDER BY name",
+                "SELECT id, name, created_at, revoked_at, allowed_origins, retention FROM apps ORDER BY name",
                 &[],
             )
             .await
@@ -96,6 +97,7 @@ impl Access for PgStore {
                 created_at: Timestamp::from_micros(row.get(2)),
                 revoked_at: row.get::<_, Option<i64>>(3).map(Timestamp::from_micros),
                 allowed_origins: crate::origins_from_text(row.get(4)),
+                retention: crate::access::retention_from_text(row.get(5)),
             })
             .collect())
     }

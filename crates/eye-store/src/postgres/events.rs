@@ -69,6 +69,9 @@ pub(super) fn events_sql(query: &EventQuery, limit: i64) -> Sql {
     if let Some(to) = query.to {
         sql.and("e.ts < ?", to.as_micros());
     }
+    if let Some(until) = query.received_until {
+        sql.and("e.received_at <= ?", until);
+    }
     let (compare, direction) = match query.order {
         Order::Asc => (">", "ASC"),
         Order::Desc => ("<", "DESC"),

@@ -31,6 +31,7 @@ use crate::*;
 mod access;
 mod analytics;
 mod events;
+mod lifecycle;
 mod refused;
 mod registry;
 #[cfg(test)]
@@ -48,6 +49,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0004_logins.sql"),
     include_str!("../../migrations/postgres/0005_events_by_type.sql"),
     include_str!("../../migrations/postgres/0006_store_meta.sql"),
+    include_str!("../../migrations/postgres/0007_lifecycle.sql"),
 ];
 
 /// Serializes migrations between processes starting at once.

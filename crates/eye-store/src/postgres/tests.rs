@@ -58,7 +58,11 @@ async fn v7_client_ids_resent_across_the_upgrade_are_kept_once() {
         .batch_execute(&format!(
             "SET search_path = {schema};
              DROP TABLE store_meta;
-             DELETE FROM eye_migrations WHERE version = 6;
+             DROP TABLE erasures;
+             DROP INDEX events_by_app_received;
+             DROP INDEX errors_by_session;
+             ALTER TABLE apps DROP COLUMN retention;
+             DELETE FROM eye_migrations WHERE version >= 6;
              INSERT INTO apps (id, name, created_at) VALUES (1, 'old', 0);
              INSERT INTO events (id, app_id, client_id, session_id, category, name, data, ts, received_at)
                  VALUES ('{}', 1, '{stored_before}', 's', 'page interaction', 'pageview', '{{}}', 0, 0);

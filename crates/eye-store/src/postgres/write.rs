@@ -2,7 +2,7 @@
 //! `batch::Rows`; and the lookup of resends under the old id rule.
 
 use super::*;
-use crate::batch::{Counters, NewEvent, NewRefusal, Rows, Written};
+use crate::batch::{Counters, NewEvent, NewRefusal, Rows, Written, earliest_received};
 
 /// What in a batch resends, under today's id rule, something the store holds under the
 /// old rule for UUIDv7 client ids (migration 0006): accepted events whose old-rule id
@@ -93,12 +93,18 @@ pub(super) async fn write_in(
     legacy_until: Option<i64>,
 ) -> Result<WriteOutcome> {
     let resent = resent_under_old_rule(tx, batch, legacy_until).await?;
-    let rows = Rows::of(batch.iter().copied(), |processed| {
-        Ok(match processed {
-            Processed::Event { id, .. } => resent.events.contains(id),
-            Processed::Refused { id, .. } => resent.refused.contains(id),
-        })
-    })?;
+    let tombstones =
+        super::lifecycle::tombstones(tx, earliest_received(batch.iter().copied())).await?;
+    let rows = Rows::of(
+        batch.iter().copied(),
+        |processed| {
+            Ok(match processed {
+                Processed::Event { id, .. } => resent.events.contains(id),
+                Processed::Refused { id, .. } => resent.refused.contains(id),
+            })
+        },
+        &tombstones,
+    )?;
     let inserted = insert_events(tx, &rows.events).await?;
     let Written {
         mut outcome,

@@ -30,6 +30,7 @@ pub(super) fn app_from_row(row: &Row<'_>) -> rusqlite::Result<App> {
         created_at: timestamp(row, 2)?,
         revoked_at: row.get::<_, Option<i64>>(3)?.map(Timestamp::from_micros),
         allowed_origins: crate::origins_from_text(&row.get::<_, String>(4)?),
+        retention: crate::access::retention_from_text(row.get(5)?),
     })
 }
 
@@ -74,6 +75,7 @@ impl Access for SqliteStore {
                 created_at: Timestamp::from_micros(now),
                 revoked_at: None,
                 allowed_origins: Vec::new(),
+                retention: None,
             })
         })
         .await
@@ -97,7 +99,7 @@ impl Access for SqliteStore {
     async fn list_apps(&self) -> Result<Vec<App>> {
         self.read_with(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT id, name, created_at, revoked_at, allowed_origins FROM apps ORDER BY name",
+                "SELECT id, name, created_at, revoked_at, allowed_origins, retention FROM apps ORDER BY name",
             )?;
             Ok(stmt
                 .query_map([], app_from_row)?

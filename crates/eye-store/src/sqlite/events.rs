@@ -74,6 +74,9 @@ pub(super) fn events_sql(query: &EventQuery, limit: u64) -> (String, Vec<SqlValu
             SqlValue::Integer(to.as_micros()),
         );
     }
+    if let Some(until) = query.received_until {
+        filter("e.received_at <= ?", SqlValue::Integer(until));
+    }
     let (compare, direction) = match query.order {
         Order::Asc => (">", "ASC"),
         Order::Desc => ("<", "DESC"),

@@ -24,6 +24,7 @@ use crate::rows::{cut_to_limit, stored_event, violations_text};
 mod access;
 mod analytics;
 mod events;
+mod lifecycle;
 mod refused;
 mod registry;
 #[cfg(test)]
@@ -45,6 +46,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0007_events_by_type.sql"),
     include_str!("../../migrations/sqlite/0008_session_index.sql"),
     include_str!("../../migrations/sqlite/0009_store_meta.sql"),
+    include_str!("../../migrations/sqlite/0010_lifecycle.sql"),
 ];
 
 /// Readers kept open between queries; more may be opened under load and are closed after.

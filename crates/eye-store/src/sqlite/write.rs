@@ -4,7 +4,7 @@
 use super::*;
 use std::collections::HashSet;
 
-use crate::batch::{Counters, Rows, Written};
+use crate::batch::{Counters, Rows, Written, earliest_received};
 
 /// Entries `session_index_fresh` may hold before they are merged into `session_index`.
 /// Small enough that the fresh tree stays in the page cache (~10 MB), large enough that a
@@ -23,7 +23,7 @@ pub(super) fn write_batch(conn: &mut Connection, batch: &[Processed]) -> Result<
 /// what `batch::Rows` derives from the ones inserted: counters and refused-event records.
 pub(super) fn write_in<'a>(
     tx: &rusqlite::Transaction<'_>,
-    batch: impl Iterator<Item = &'a Processed>,
+    batch: impl Iterator<Item = &'a Processed> + Clone,
 ) -> Result<WriteOutcome> {
     let legacy_until: Option<i64> = tx
         .query_row(
@@ -65,7 +65,8 @@ pub(super) fn write_in<'a>(
         };
         Ok(earlier.contains(&twin) || lookup.exists([twin.as_bytes()])?)
     };
-    let rows = Rows::of(batch, resent)?;
+    let tombstones = super::lifecycle::tombstones(tx, earliest_received(batch.clone()))?;
+    let rows = Rows::of(batch, resent, &tombstones)?;
 
     let mut insert_event = tx.prepare_cached(
         "INSERT INTO events (id, app_id, client_id, session_id, category, name, data, ts, seq,
