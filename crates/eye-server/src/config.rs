@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use eye_core::limits::PayloadLimits;
+use eye_core::retention::Retention;
 use eye_schema::UnknownTypePolicy;
 
 /// One setting as the guide documents it.
@@ -131,6 +132,12 @@ settings! {
             "Events per second each application may send (token bucket); 0 is no limit.";
         rate_limit_burst: u64 = "0", "EYE_RATE_LIMIT_BURST",
             "Events an application may send at once after a pause; 0 is one second's worth or one full batch, whichever is more.";
+        retention: Retention = "forever", "EYE_RETENTION",
+            "How long events are kept, counted from when they were received: forever, or a whole number of s, m, h, d or w (90d); an application may have its own.";
+        error_retention: Retention = "forever", "EYE_ERROR_RETENTION",
+            "How long refused-event records are kept, counted from when they were received.";
+        retention_check_seconds: u64 = "60", "EYE_RETENTION_CHECK_SECONDS",
+            "How often (seconds) expired data is deleted and unfinished erasures are resumed.";
         admin_session_minutes: u64 = "720", "EYE_ADMIN_SESSION_MINUTES",
             "How long (minutes) an admin-UI login lasts.";
     }
@@ -202,6 +209,14 @@ impl Settings {
         }
     }
 
+    /// The global retentions.
+    pub fn retention_policy(&self) -> crate::service::lifecycle::Policy {
+        crate::service::lifecycle::Policy {
+            events: self.retention,
+            refused: self.error_retention,
+        }
+    }
+
     pub fn clock_skew_micros(&self) -> i64 {
         i64::try_from(self.clock_skew_ms.saturating_mul(1000)).unwrap_or(i64::MAX)
     }
@@ -260,6 +275,9 @@ impl Settings {
                 "a bootstrap admin needs both EYE_BOOTSTRAP_ADMIN_EMAIL and \
                  EYE_BOOTSTRAP_ADMIN_PASSWORD (or EYE_BOOTSTRAP_ADMIN_PASSWORD_FILE)"
             );
+        }
+        if self.retention_check_seconds == 0 || self.retention_check_seconds > 86_400 {
+            bail!("retention_check_seconds (EYE_RETENTION_CHECK_SECONDS) must be from 1 to 86400");
         }
         if self.queue_max_depth == 0 {
             bail!("queue_max_depth (EYE_QUEUE_MAX_DEPTH) must be at least 1");

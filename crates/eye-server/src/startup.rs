@@ -214,6 +214,17 @@ impl Application {
             Role::Api => None,
         };
 
+        let lifecycle = match role {
+            Role::All | Role::Worker => {
+                Some(tokio::spawn(crate::service::lifecycle::run_until_stopped(
+                    state.store.clone(),
+                    state.settings.retention_policy(),
+                    Duration::from_secs(state.settings.retention_check_seconds),
+                    stop_worker.subscribe(),
+                )))
+            }
+            Role::Api => None,
+        };
         let sampler = match role {
             Role::All | Role::Api => {
                 Some(tokio::spawn(crate::http::telemetry::sample_until_stopped(
@@ -236,6 +247,10 @@ impl Application {
         let _ = stop_worker.send(true);
         if let Some(sampler) = sampler {
             let _ = sampler.await;
+        }
+        if let Some(lifecycle) = lifecycle {
+            // A chunk in progress finishes; what is left resumes at the next start.
+            let _ = tokio::time::timeout(deadline, lifecycle).await;
         }
         if let Some(worker_task) = worker_task {
             tracing::info!("HTTP stopped; draining the queue into the store");

@@ -39,8 +39,49 @@ pub(crate) struct NewRefusal<'a> {
     pub refusal: &'a Refusal,
     /// The event as the client sent it (or as the API parsed it), as JSON text.
     pub raw: Cow<'a, str>,
-    pub event: Option<&'a IncomingEvent>,
+    /// Its session, category and name: the parsed event's, or, for an element that
+    /// could not be parsed, what its raw JSON says, so that an erasure finds it too.
+    pub identity: Identity,
     pub status: RefusedStatus,
+}
+
+/// What a refused-event record is filed under.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Identity {
+    pub session_id: Option<String>,
+    pub category: Option<String>,
+    pub name: Option<String>,
+}
+
+impl Identity {
+    fn of(event: &IncomingEvent) -> Identity {
+        Identity {
+            session_id: Some(event.session_id.as_str().to_owned()),
+            category: Some(event.event_type.category.clone()),
+            name: Some(event.event_type.name.clone()),
+        }
+    }
+
+    /// The string fields `session_id`, `category` and `name` of an element that could
+    /// not be parsed as an event, where it has them (at most 256 bytes each, as ingest
+    /// would take them).
+    pub fn from_raw(raw: &str) -> Identity {
+        let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(raw) else {
+            return Identity::default();
+        };
+        let field = |name: &str| {
+            fields
+                .get(name)
+                .and_then(|v| v.as_str())
+                .filter(|v| !v.is_empty() && v.len() <= eye_core::event::MAX_IDENTIFIER_LEN)
+                .map(str::to_owned)
+        };
+        Identity {
+            session_id: field("session_id"),
+            category: field("category"),
+            name: field("name"),
+        }
+    }
 }
 
 /// What one session gains from a batch.
@@ -170,7 +211,9 @@ impl<'a> Rows<'a> {
                     received_at: *received_at,
                     refusal,
                     raw: Cow::Borrowed(raw),
-                    event: event.as_ref(),
+                    identity: event
+                        .as_ref()
+                        .map_or_else(|| Identity::from_raw(raw), Identity::of),
                     status: RefusedStatus::Open,
                 }),
             };
@@ -204,7 +247,7 @@ impl<'a> Rows<'a> {
                             received_at: new.received_at,
                             refusal: warning,
                             raw: Cow::Owned(new.event.to_wire().to_string()),
-                            event: Some(new.event),
+                            identity: Identity::of(new.event),
                             status: RefusedStatus::Warning,
                         });
                     }
@@ -216,28 +259,46 @@ impl<'a> Rows<'a> {
     }
 }
 
-/// Whether an erasure covers `processed` (a refused element whose event could not be
-/// parsed carries nothing to match, and is kept for the error store).
+/// Whether an erasure covers `processed`. A refused element that could not be parsed
+/// is matched on what its raw JSON says of its session, category and name.
 fn erased(processed: &Processed, tombstones: &[Tombstone]) -> bool {
-    let (app_id, received_at, event) = match processed {
+    if tombstones.is_empty() {
+        return false;
+    }
+    match processed {
         Processed::Event {
             app_id,
             received_at,
             event,
             ..
-        } => (*app_id, *received_at, Some(event)),
+        }
+        | Processed::Refused {
+            app_id,
+            received_at,
+            event: Some(event),
+            ..
+        } => tombstones
+            .iter()
+            .any(|tombstone| tombstone.covers(*app_id, *received_at, event)),
         Processed::Refused {
             app_id,
             received_at,
-            event,
+            raw,
+            event: None,
             ..
-        } => (*app_id, *received_at, event.as_ref()),
-    };
-    event.is_some_and(|event| {
-        tombstones
-            .iter()
-            .any(|tombstone| tombstone.covers(app_id, received_at, event))
-    })
+        } => {
+            let identity = Identity::from_raw(raw);
+            tombstones.iter().any(|tombstone| {
+                *received_at <= tombstone.until
+                    && tombstone.filter.matches_identity(
+                        *app_id,
+                        identity.session_id.as_deref(),
+                        identity.category.as_deref(),
+                        identity.name.as_deref(),
+                    )
+            })
+        }
+    }
 }
 
 /// The earliest reception time in `batch`: erasures made before it cover nothing here.

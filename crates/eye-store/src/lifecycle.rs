@@ -105,6 +105,28 @@ impl ErasureFilter {
             && (self.data.is_empty() || self.data_matches(event))
     }
 
+    /// Whether a refused element that could not be parsed is covered, from what its raw
+    /// JSON says: only by session, application, category and name (it has no time or
+    /// payload to match), and never by a filter that asks for those.
+    pub fn matches_identity(
+        &self,
+        app_id: i64,
+        session_id: Option<&str>,
+        category: Option<&str>,
+        name: Option<&str>,
+    ) -> bool {
+        let same = |wanted: &Option<String>, found: Option<&str>| {
+            wanted.as_deref().is_none_or(|w| found == Some(w))
+        };
+        self.from.is_none()
+            && self.to.is_none()
+            && self.data.is_empty()
+            && self.app_id.is_none_or(|id| id == app_id)
+            && same(&self.session_id, session_id)
+            && same(&self.category, category)
+            && same(&self.name, name)
+    }
+
     fn data_matches(&self, event: &IncomingEvent) -> bool {
         let Ok(data) = serde_json::from_str::<serde_json::Value>(event.data.get()) else {
             return false;

@@ -4,14 +4,17 @@
 
 use anyhow::Context;
 use eye_core::EventType;
+use eye_core::Timestamp;
 use eye_core::auth::Scope;
+use eye_core::retention::Retention;
 use eye_core::schema::SchemaMode;
 use eye_server::Settings;
 use eye_server::service::users::{self, Role as UserRole};
-use eye_server::service::{Actor, access, schemas};
+use eye_server::service::{Actor, access, lifecycle, schemas};
 use eye_server::startup::open_store;
+use eye_store::ErasureFilter;
 
-use crate::{AppCommand, SchemaCommand, TokenCommand, UserCommand};
+use crate::{AppCommand, EraseArgs, SchemaCommand, TokenCommand, UserCommand};
 
 /// `eye migrate`: opening the store applies its pending migrations.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
@@ -66,6 +69,18 @@ pub async fn app(settings: &Settings, command: AppCommand) -> anyhow::Result<()>
         AppCommand::Revoke { name } => {
             access::revoke_app(store.as_ref(), &actor, &name).await?;
             eprintln!("revoked application {name:?} and its tokens");
+        }
+        AppCommand::Retention { name, keep } => {
+            let retention = match keep.as_str() {
+                "global" => None,
+                other => Some(other.parse::<Retention>()?),
+            };
+            lifecycle::set_app_retention(store.as_ref(), &actor, &name, retention).await?;
+            let shown = retention.map_or_else(
+                || format!("the global retention ({})", settings.retention),
+                |r| r.to_string(),
+            );
+            eprintln!("{name:?} keeps its events for {shown}; the next retention run applies it");
         }
     }
     Ok(())
@@ -271,4 +286,60 @@ pub async fn schema(settings: &Settings, command: SchemaCommand) -> anyhow::Resu
 /// The type the command line names, checked as the API checks it.
 fn event_type(category: &str, name: &str) -> anyhow::Result<EventType> {
     EventType::parse(category, name).map_err(|(field, why)| anyhow::anyhow!("the {field} {why}"))
+}
+
+/// `eye retention run`.
+pub async fn run_retention(settings: &Settings) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    let expired = lifecycle::expire_now(
+        store.as_ref(),
+        settings.retention_policy(),
+        Some(&Actor::cli()),
+    )
+    .await?;
+    println!(
+        "{} events\t{} sessions\t{} refused",
+        expired.events, expired.sessions, expired.refused
+    );
+    Ok(())
+}
+
+/// `eye erase`: records the erasure, then deletes what it covers, and prints it.
+pub async fn erase(settings: &Settings, args: EraseArgs) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    let time = |text: Option<String>, flag: &str| -> anyhow::Result<Option<Timestamp>> {
+        text.map(|t| Timestamp::parse(&t).with_context(|| format!("--{flag} {t:?}")))
+            .transpose()
+    };
+    let app_id = match &args.app {
+        Some(app) => Some(lifecycle::app_id(store.as_ref(), app).await?),
+        None => None,
+    };
+    let mut data = Vec::new();
+    for pair in &args.data {
+        let (path, value) = pair
+            .split_once('=')
+            .with_context(|| format!("--data {pair:?} is not path=value"))?;
+        data.push((
+            path.split('.').map(str::to_owned).collect(),
+            value.to_owned(),
+        ));
+    }
+    let filter = ErasureFilter {
+        session_id: args.session_id,
+        app_id,
+        category: args.category,
+        name: args.name,
+        from: time(args.from, "from")?,
+        to: time(args.to, "to")?,
+        data,
+    };
+    let erasure = lifecycle::start_erasure(store.as_ref(), &Actor::cli(), filter).await?;
+    eprintln!("erasure {} recorded; deleting", erasure.id);
+    let done = lifecycle::finish_erasure(store.as_ref(), erasure.id).await?;
+    println!(
+        "{} events\t{} sessions\t{} refused",
+        done.removed.events, done.removed.sessions, done.removed.refused
+    );
+    Ok(())
 }

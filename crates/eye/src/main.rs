@@ -13,6 +13,7 @@ use eye_server::Settings;
 use eye_server::config::SettingsArgs;
 use eye_server::startup::Role;
 
+mod backup;
 mod commands;
 mod health;
 mod logging;
@@ -61,6 +62,19 @@ enum Command {
     /// Ask a running server whether it is healthy (exit 0) or not (exit 1): the
     /// container image's health check, which needs no curl or shell.
     Health(HealthArgs),
+    /// Retention: how long data is kept.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+    /// Erase the events (and refused events) the filters select, received until now,
+    /// queued ones included; prints what was removed.
+    Erase(EraseArgs),
+    /// Copy the embedded store and queue into DIR (new), consistently, while eye serve
+    /// runs; with a manifest of counts and checksums.
+    Backup { dir: PathBuf },
+    /// Fill an empty data directory from a backup made by eye backup, after checking it.
+    Restore { dir: PathBuf },
+    /// Rewrite the embedded store without its free pages (the worker waits meanwhile).
+    Compact,
     /// Print the audit log of management actions, newest first.
     Audit {
         #[arg(long, default_value_t = 100)]
@@ -123,6 +137,42 @@ enum AppCommand {
     List,
     /// Revoke an application and all its tokens.
     Revoke { name: String },
+    /// Set how long an application's events are kept: 30d, 12h, forever..., or
+    /// `global` for the global retention (EYE_RETENTION).
+    Retention {
+        name: String,
+        #[arg(value_name = "RETENTION")]
+        keep: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Delete now what is past its retention, and print what was deleted.
+    Run,
+}
+
+/// Which data `eye erase` removes: the filters of `GET /events`, at least one.
+#[derive(Args)]
+struct EraseArgs {
+    #[arg(long)]
+    session_id: Option<String>,
+    /// An application's name or id; alone, it purges that application's data.
+    #[arg(long)]
+    app: Option<String>,
+    #[arg(long)]
+    category: Option<String>,
+    #[arg(long)]
+    name: Option<String>,
+    /// Event time, inclusive (RFC 3339).
+    #[arg(long)]
+    from: Option<String>,
+    /// Event time, exclusive (RFC 3339).
+    #[arg(long)]
+    to: Option<String>,
+    /// A payload field and its value, as `form.email=a@b.co`; repeat for more.
+    #[arg(long)]
+    data: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -171,8 +221,12 @@ fn main() -> anyhow::Result<()> {
     logging::init(role.is_some());
     let mut settings = Settings::from_file(cli.config.as_deref())?;
     cli.settings.apply(&mut settings);
-    if let Command::Health(args) = &cli.command {
-        return health::probe(&settings, args.ready, args.timeout_ms);
+    match &cli.command {
+        Command::Health(args) => return health::probe(&settings, args.ready, args.timeout_ms),
+        Command::Backup { dir } => return backup::backup(&settings, dir),
+        Command::Restore { dir } => return backup::restore(&settings, dir),
+        Command::Compact => return backup::compact(&settings),
+        _ => {}
     }
     // SQLite calls run on the blocking pool. A small pool bounds memory (each thread
     // keeps its own allocator heap) at no cost in speed: the store has one writer and a
@@ -187,14 +241,20 @@ fn main() -> anyhow::Result<()> {
             return run::serve(settings, role).await;
         }
         match cli.command {
-            Command::Serve | Command::Api | Command::Worker | Command::Health(_) => {
-                unreachable!("dispatched above")
-            }
+            Command::Serve
+            | Command::Api
+            | Command::Worker
+            | Command::Health(_)
+            | Command::Backup { .. }
+            | Command::Restore { .. }
+            | Command::Compact => unreachable!("dispatched above"),
             Command::Migrate => commands::migrate(&settings).await,
             Command::App(command) => commands::app(&settings, command).await,
             Command::Token(command) => commands::token(&settings, command).await,
             Command::Schema(command) => commands::schema(&settings, command).await,
             Command::Audit { limit } => commands::audit(&settings, limit).await,
+            Command::Retention(RetentionCommand::Run) => commands::run_retention(&settings).await,
+            Command::Erase(args) => commands::erase(&settings, args).await,
             Command::User(command) => commands::user(&settings, command).await,
         }
     })

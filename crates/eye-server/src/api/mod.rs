@@ -8,6 +8,7 @@ pub mod event_types;
 pub mod events;
 pub mod health;
 pub mod ingest;
+pub mod lifecycle;
 pub mod openapi;
 pub mod refused;
 pub mod sdk;
@@ -37,7 +38,10 @@ pub fn routes() -> Router<AppState> {
                 .options(ingest::preflight),
         )
         .route("/sessions", get(sessions::list_sessions))
-        .route("/sessions/{id}", get(sessions::get_session))
+        .route(
+            "/sessions/{id}",
+            get(sessions::get_session).delete(lifecycle::erase_session),
+        )
         .route("/stats", get(stats::get_stats))
         .route("/errors", get(refused::list_errors))
         .route("/errors/summary", get(refused::error_summary))
@@ -55,6 +59,10 @@ pub fn routes() -> Router<AppState> {
         .route("/apps", get(apps::list_apps).post(apps::create_app))
         .route("/apps/{name}/revoke", post(apps::revoke_app))
         .route("/apps/{name}/origins", put(apps::set_origins))
+        .route("/apps/{name}/retention", put(lifecycle::set_app_retention))
+        .route("/retention/run", post(lifecycle::run_retention))
+        .route("/erasures", post(lifecycle::start_erasure))
+        .route("/erasures/{id}", get(lifecycle::get_erasure))
         .route("/tokens", get(apps::list_tokens).post(apps::create_token))
         .route("/tokens/{id}/revoke", post(apps::revoke_token))
         .route("/audit", get(apps::audit_log))

@@ -15,7 +15,7 @@ use eye_store::{
     SessionSummary, StatsRow, StoredEvent,
 };
 
-use crate::api::{apps, event_types, events, health, ingest, refused, sessions, stats};
+use crate::api::{apps, event_types, events, health, ingest, lifecycle, refused, sessions, stats};
 use crate::http::error::{ErrorBody, ErrorDetail};
 
 #[derive(OpenApi)]
@@ -49,6 +49,11 @@ use crate::http::error::{ErrorBody, ErrorDetail};
         apps::create_token,
         apps::revoke_token,
         apps::audit_log,
+        lifecycle::set_app_retention,
+        lifecycle::run_retention,
+        lifecycle::erase_session,
+        lifecycle::start_erasure,
+        lifecycle::get_erasure,
         health::healthz,
         health::readyz,
     ),
@@ -62,7 +67,9 @@ use crate::http::error::{ErrorBody, ErrorDetail};
         SchemaRecord, SchemaMode, Refusal, Violation, apps::AppsList, apps::CreatedApp,
         apps::RevokedApp, apps::RevokedToken, apps::TokensList, apps::CreatedToken,
         apps::AuditList, apps::CreateApp, apps::CreateToken, apps::SetOrigins,
-        eye_store::App, eye_store::TokenInfo, eye_store::AuditEntry,
+        eye_store::App, eye_store::TokenInfo, eye_store::AuditEntry, lifecycle::AppRetention,
+        crate::service::lifecycle::Expired, eye_store::Erasure, eye_store::ErasureFilter,
+        eye_store::ErasureStatus, eye_store::Removed,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -71,7 +78,8 @@ use crate::http::error::{ErrorBody, ErrorDetail};
         (name = "query", description = "Reading events, sessions and counts (read tokens)"),
         (name = "errors", description = "The error store: monitoring and reprocessing"),
         (name = "schemas", description = "Event types and their JSON Schemas"),
-        (name = "management", description = "Applications, tokens and the audit log (admin tokens)"),
+        (name = "management", description = "Applications, tokens, retention and the audit log (admin tokens)"),
+        (name = "erasure", description = "Erasing a person's or an application's data (admin tokens)"),
         (name = "operations", description = "Health"),
     ),
 )]

@@ -27,7 +27,7 @@ pub struct RequestLabels {
 
 /// The routes as labels. Static strings keep the per-request bookkeeping free of
 /// allocations, and a fixed set keeps the label cardinality bounded.
-const ROUTES: [&str; 23] = [
+const ROUTES: [&str; 27] = [
     "/events",
     "/events/",
     "/sessions",
@@ -44,6 +44,10 @@ const ROUTES: [&str; 23] = [
     "/apps",
     "/apps/{name}/revoke",
     "/apps/{name}/origins",
+    "/apps/{name}/retention",
+    "/retention/run",
+    "/erasures",
+    "/erasures/{id}",
     "/tokens",
     "/tokens/{id}/revoke",
     "/audit",

@@ -1,11 +1,12 @@
 //! The business actions, each with its rules and its audit log entry: applications
-//! and tokens (`access`), admin-UI users (`users`), schemas (`schemas`) and the
-//! refused-event workflow (`refused`). The JSON API, the admin UI and the CLI call
+//! and tokens (`access`), admin-UI users (`users`), schemas (`schemas`), the
+//! refused-event workflow (`refused`), and retention and erasure (`lifecycle`). The JSON API, the admin UI and the CLI call
 //! these and never each other, so all three refuse the same things with the same
 //! words. The service knows nothing of HTTP: errors are its own, and each caller turns
 //! them into a status code, a page or a message.
 
 pub mod access;
+pub mod lifecycle;
 pub mod refused;
 pub mod schemas;
 pub mod users;
@@ -22,6 +23,8 @@ pub enum Actor {
     Token(i64),
     /// An admin-UI user, by email.
     User(String),
+    /// The process itself, finishing work someone else started (an erasure's deletes).
+    Background,
 }
 
 impl Actor {
@@ -34,6 +37,7 @@ impl Actor {
             Actor::Cli(user) => format!("cli:{user}"),
             Actor::Token(id) => format!("token:{id}"),
             Actor::User(email) => format!("user:{email}"),
+            Actor::Background => "eye".to_owned(),
         }
     }
 }

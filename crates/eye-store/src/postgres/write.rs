@@ -311,18 +311,16 @@ pub(super) struct ErrorColumns {
 
 impl ErrorColumns {
     fn push(&mut self, record: &NewRefusal<'_>) -> Result<()> {
-        let (refusal, event) = (record.refusal, record.event);
+        let refusal = record.refusal;
         self.event_id.push(record.id);
         self.app_id.push(record.app_id);
         self.reason.push(refusal.code.clone());
         self.message.push(refusal.message.clone());
         self.field.push(refusal.field.clone());
         self.raw.push(record.raw.clone().into_owned());
-        self.session_id
-            .push(event.map(|e| e.session_id.as_str().to_owned()));
-        self.category
-            .push(event.map(|e| e.event_type.category.clone()));
-        self.name.push(event.map(|e| e.event_type.name.clone()));
+        self.session_id.push(record.identity.session_id.clone());
+        self.category.push(record.identity.category.clone());
+        self.name.push(record.identity.name.clone());
         self.received_at.push(record.received_at);
         self.violations.push(violations_text(refusal)?);
         self.status.push(record.status.as_str().to_owned());

@@ -36,6 +36,9 @@ mod write;
 use write::merge_fresh_sessions;
 use write::write_in;
 
+/// The store's schema version: how many migrations this binary knows.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_schemas.sql"),

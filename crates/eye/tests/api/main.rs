@@ -2,6 +2,7 @@
 
 mod admin;
 mod analytics;
+mod backup;
 mod bad_input;
 mod concurrency;
 mod crash;
@@ -11,6 +12,7 @@ mod helpers;
 mod hostile;
 mod idempotency;
 mod ingest;
+mod lifecycle;
 mod management;
 mod metrics;
 mod nats;

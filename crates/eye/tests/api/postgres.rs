@@ -219,7 +219,11 @@ async fn a_v7_client_id_resent_across_the_upgrade_is_stored_once() {
              VALUES ('{old_id}', 1, '{sent_before}', 'upgrade', 'page interaction', 'pageview',
                      '{{}}', 0, 0);
          DROP TABLE store_meta;
-         DELETE FROM eye_migrations WHERE version = 6;"
+         DROP TABLE erasures;
+         DROP INDEX events_by_app_received;
+         DROP INDEX errors_by_session;
+         ALTER TABLE apps DROP COLUMN retention;
+         DELETE FROM eye_migrations WHERE version >= 6;"
     ));
 
     let (server, address) = spawn_eye(
@@ -286,4 +290,122 @@ async fn a_v7_client_id_resent_across_the_upgrade_is_stored_once() {
         "the event keeps its old id"
     );
     run_sql(format!("DROP SCHEMA {schema} CASCADE"));
+}
+
+/// The fleet's backup procedure (docs/deployment.md): `pg_dump` of a store's schema
+/// while it serves, the schema dropped, `pg_restore`, and the same events served again.
+#[tokio::test]
+async fn a_pg_dump_of_the_store_restores_every_event() {
+    if !postgres_available() {
+        return;
+    }
+    let tool = |name: &str| std::process::Command::new(name).arg("--version").output();
+    if tool("pg_dump").is_err() || tool("pg_restore").is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "pg_dump and pg_restore are needed in CI"
+        );
+        crate::helpers::skipped(format_args!("pg_dump or pg_restore is not installed"));
+        return;
+    }
+    let database = std::env::var("EYE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = new_schema("eye_dump");
+    let url = eye_store::postgres::in_schema(&database, &schema);
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let (ingest, read) = web_app_tokens(&data, &url);
+    let (server, address) = spawn_eye(
+        &data,
+        &["--database-url", &url, "serve", "--listen", "127.0.0.1:0"],
+    );
+    let mut server = crate::nats::Process(server);
+    let http = reqwest::Client::new();
+    let batch: Vec<Value> = (0..50)
+        .map(|i| {
+            typed_event(
+                &format!("s{}", i % 5),
+                "page interaction",
+                "pageview",
+                json!({"host": "h", "path": format!("/{i}")}),
+            )
+        })
+        .collect();
+    let answer = http
+        .post(format!("{address}/events"))
+        .bearer_auth(&ingest)
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::ACCEPTED);
+    let count = |address: String| {
+        let (http, read) = (http.clone(), read.clone());
+        async move {
+            let stats: Value = http
+                .get(format!("{address}/stats"))
+                .bearer_auth(&read)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            stats["total"].as_i64()
+        }
+    };
+    wait_until(Duration::from_secs(20), "50 events stored", || {
+        let count = count(address.clone());
+        async move { (count.await == Some(50)).then_some(()) }
+    })
+    .await;
+
+    // The dump is taken while the server serves.
+    let dump = temp.path().join("eye.dump");
+    let output = std::process::Command::new("pg_dump")
+        .args(["--format=custom", "--schema", &schema, "--file"])
+        .arg(&dump)
+        .arg(&database)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    server.0.kill().unwrap();
+    let _ = server.0.wait();
+    run_sql(format!("DROP SCHEMA {schema} CASCADE"));
+    let output = std::process::Command::new("pg_restore")
+        .args(["--dbname", &database])
+        .arg(&dump)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "pg_restore: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let (restarted, address) = spawn_eye(
+        &data,
+        &["--database-url", &url, "serve", "--listen", "127.0.0.1:0"],
+    );
+    let _restarted = crate::nats::Process(restarted);
+    assert_eq!(
+        count(address.clone()).await,
+        Some(50),
+        "every event, once, after the restore"
+    );
+    let session: Value = http
+        .get(format!("{address}/sessions/s0"))
+        .bearer_auth(&read)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(session["event_count"], 10, "{session}");
+    run_sql(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
 }
