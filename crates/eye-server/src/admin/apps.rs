@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use bytes::Bytes;
 use eye_core::auth::Scope;
+use eye_core::retention::Retention;
 use maud::{Markup, html};
 
 use super::form::FormData;
@@ -14,6 +15,7 @@ use super::layout::{Nav, PageError, csrf_field, flash, page_with_status, segment
 use super::login::Viewer;
 use crate::http::error::ApiError;
 use crate::service::access::{self, ManageError};
+use crate::service::lifecycle;
 use crate::state::AppState;
 
 /// What the page shows besides the lists.
@@ -64,6 +66,7 @@ async fn render(
 ) -> Result<Response, PageError> {
     let apps = state.store.list_apps().await?;
     let tokens = state.store.list_tokens().await?;
+    let global_retention = state.settings.retention;
     let body = html! {
         @if let Some(notice) = &outcome.notice { (flash("ok", notice)) }
         @if let Some((what, secret)) = &outcome.created {
@@ -124,7 +127,7 @@ async fn render(
                 p.hint { "No applications yet." }
             } @else {
                 div.table-wrap { table #apps {
-                    thead { tr { th { "Name" } th { "Created" } th { "Allowed origins" } th { "Status" } @if viewer.is_admin() { th {} } } }
+                    thead { tr { th { "Name" } th { "Created" } th { "Allowed origins" } th { "Retention" } th { "Status" } @if viewer.is_admin() { th {} } } }
                     tbody {
                         @for app in &apps {
                             tr data-app=(app.name) {
@@ -139,6 +142,19 @@ async fn render(
                                         }
                                     } @else {
                                         (app.allowed_origins.join(", "))
+                                    }
+                                }
+                                td {
+                                    @if viewer.is_admin() && app.revoked_at.is_none() {
+                                        form.inline method="post" action={ "/admin/apps/" (segment(&app.name)) "/retention" } {
+                                            (csrf_field(viewer))
+                                            input name="retention" size="8" aria-label="Retention"
+                                                placeholder={ "global (" (global_retention) ")" }
+                                                value=(app.retention.map(|r| r.to_string()).unwrap_or_default());
+                                            button type="submit" { "Save" }
+                                        }
+                                    } @else {
+                                        (app.retention.map_or_else(|| format!("global ({global_retention})"), |r| r.to_string()))
                                     }
                                 }
                                 td { @if let Some(at) = app.revoked_at { span.badge.dismissed { "revoked" } " " (time(at)) } @else { span.badge.ok { "active" } } }
@@ -295,6 +311,27 @@ pub async fn set_origins(
         }
         Err(error) => refused(&state, &viewer, "origins", form, error).await,
     }
+}
+
+/// `POST /admin/apps/{name}/retention` (admins): an empty field means the global one.
+pub async fn set_retention(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, PageError> {
+    let form = viewer.admin_form(&body)?;
+    let text = form.text("retention");
+    let retention = match text.trim() {
+        "" => None,
+        other => Some(
+            other
+                .parse::<Retention>()
+                .map_err(|e| PageError::new(StatusCode::BAD_REQUEST, e.to_string()))?,
+        ),
+    };
+    lifecycle::set_app_retention(state.store.as_ref(), &viewer.actor(), &name, retention).await?;
+    Ok(Redirect::to("/admin/apps").into_response())
 }
 
 /// `POST /admin/apps/{name}/revoke` (admins)

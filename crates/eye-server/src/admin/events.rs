@@ -1,6 +1,7 @@
 //! Events, one event, sessions and one session's timeline: the same filters and
 //! indexed queries as `GET /events` and `GET /sessions/{id}`.
 
+use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -10,11 +11,12 @@ use uuid::Uuid;
 
 use super::form::FormData;
 use super::layout::{
-    Nav, PageError, flash, gap, page, page_with_status, pretty_json, segment, time,
+    Nav, PageError, csrf_field, flash, gap, page, page_with_status, pretty_json, segment, time,
 };
 use super::login::Viewer;
 use crate::http::query::Params;
 use crate::http::query::{PARAMETERS, event_query};
+use crate::service::lifecycle;
 use crate::state::AppState;
 
 const PAGE_SIZE: u32 = 50;
@@ -261,6 +263,7 @@ pub async fn sessions(
         return Ok(Redirect::to(&format!("/admin/sessions/{}", segment(&open))).into_response());
     }
     let app = form.text("app");
+    let erased = form.text("erased");
     let cursor = form.text("cursor");
     let after =
         if cursor.is_empty() {
@@ -281,6 +284,7 @@ pub async fn sessions(
         })
         .await?;
     let body = html! {
+        @if !erased.is_empty() { (flash("ok", &erased)) }
         div.columns {
             form.filters method="get" action="/admin/sessions" {
                 label { "Application" input name="app" value=(app); }
@@ -363,6 +367,13 @@ pub async fn session(
                 dt { "Duration" } dd { (gap(duration).trim_start_matches('+')) }
                 dt { "Applications" } dd #session-apps { (summary.apps.join(", ")) }
             }
+            @if viewer.is_admin() {
+                form.inline method="post" action={ "/admin/sessions/" (segment(&session_id)) "/erase" }
+                    data-confirm={ "Erase session " (session_id) " everywhere: its events, its refused events, the session? This cannot be undone." } {
+                    (csrf_field(&viewer))
+                    button.danger type="submit" #erase-session { "Erase this session" }
+                }
+            }
         }
         h2 { "Timeline" }
         (events_table(&timeline.items, true))
@@ -373,6 +384,25 @@ pub async fn session(
         }
     };
     Ok(page(&viewer, Nav::Sessions, "Session", body))
+}
+
+/// `POST /admin/sessions/{id}/erase` (admins): erases the session everywhere, as
+/// `DELETE /sessions/{id}` does, then shows the sessions with what was removed.
+pub async fn erase(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(session_id): Path<String>,
+    body: Bytes,
+) -> Result<Response, PageError> {
+    viewer.admin_form(&body)?;
+    let erasure =
+        lifecycle::erase_session(state.store.as_ref(), &viewer.actor(), &session_id, None).await?;
+    let removed = erasure.removed;
+    let note = format!(
+        "Erased session {session_id}: {} events, {} refused events.",
+        removed.events, removed.refused
+    );
+    Ok(Redirect::to(&format!("/admin/sessions?erased={}", segment(&note))).into_response())
 }
 
 #[cfg(test)]

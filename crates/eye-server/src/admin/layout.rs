@@ -72,7 +72,8 @@ macro_rules! page_error_from {
 page_error_from!(
     eye_store::StoreError,
     crate::service::schemas::SchemaError,
-    crate::service::refused::ReprocessError
+    crate::service::refused::ReprocessError,
+    crate::service::lifecycle::LifecycleError
 );
 
 impl IntoResponse for PageError {

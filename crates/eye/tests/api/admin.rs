@@ -605,3 +605,85 @@ async fn a_bootstrap_admin_from_a_password_file_can_log_in_and_is_made_once() {
         "{stderr}"
     );
 }
+
+/// An admin erases a session from its page and sets an application's retention; an
+/// analyst sees neither form and is refused both.
+#[tokio::test]
+async fn an_admin_erases_a_session_and_sets_a_retention_from_the_pages() {
+    let app = spawn_app().await;
+    create_user(&app.data_dir, "ops@example.com", "admin", PASSWORD);
+    create_user(&app.data_dir, "ana@example.com", "analyst", PASSWORD);
+    let id = crate::helpers::verdict_id(
+        &app.post_batch(&[crate::helpers::event("person", "2026-01-01T00:00:00Z")])
+            .await[0],
+    );
+    app.wait_for_event("person", &id, crate::helpers::WAIT)
+        .await;
+    let mut admin = Browser::new(&app);
+    admin.log_in("ops@example.com", PASSWORD).await;
+    let mut analyst = Browser::new(&app);
+    analyst.log_in("ana@example.com", PASSWORD).await;
+
+    let (_, _, page) = analyst.get("/admin/sessions/person").await;
+    assert!(
+        !page.contains("erase-session"),
+        "no erase button for analysts"
+    );
+    let csrf = analyst.csrf("/admin/sessions/person").await;
+    let (status, _, _) = analyst
+        .post("/admin/sessions/person/erase", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let (_, _, page) = admin.get("/admin/sessions/person").await;
+    assert!(
+        page.contains("erase-session") && page.contains("data-confirm"),
+        "{page}"
+    );
+    let csrf = admin.csrf("/admin/sessions/person").await;
+    let (status, headers, _) = admin
+        .post("/admin/sessions/person/erase", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, listing) = admin.get(headers[LOCATION].to_str().unwrap()).await;
+    assert!(
+        listing.contains("Erased session person: 1 events"),
+        "{listing}"
+    );
+    assert_eq!(
+        admin.get("/admin/sessions/person").await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    let csrf = admin.csrf("/admin/apps").await;
+    let (status, _, _) = admin
+        .post(
+            "/admin/apps/web/retention",
+            &[("csrf", &csrf), ("retention", "30d")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, apps) = admin.get("/admin/apps").await;
+    assert!(apps.contains("value=\"30d\""), "{apps}");
+    let (status, _, page) = admin
+        .post(
+            "/admin/apps/web/retention",
+            &[("csrf", &csrf), ("retention", "30y")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("with a unit"), "{page}");
+    let (status, _, _) = admin
+        .post(
+            "/admin/apps/web/retention",
+            &[("csrf", &csrf), ("retention", "")],
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "empty: back to the global retention"
+    );
+    let (_, _, apps) = admin.get("/admin/apps").await;
+    assert!(!apps.contains("value=\"30d\""), "cleared");
+}
