@@ -107,11 +107,11 @@ requests=$((per_connection * connections))
 events=$((requests * batch))
 per() { echo $((${1:-0} / events)); }
 all=$(total "$eye")
-store=$(inclusive "$eye" 'eye_store::sqlite::write_batch \[')
+store=$(inclusive "$eye" 'eye_store::sqlite::write::write_batch \[')
 # The writer thread's body is inlined into its closure in a release build, not in a
 # debug one.
 queue=$(inclusive "$eye" 'eye-queue/src/embedded.rs:std::sys::backtrace|eye_queue::embedded::write_until_closed \[')
-worker=$(inclusive "$eye" 'eye_server::worker::Worker::run_until_stopped::\{\{closure\}\} \[')
+worker=$(inclusive "$eye" 'eye_pipeline::worker::Worker::run_until_stopped::\{\{closure\}\} \[')
 for part in store queue worker; do
     [ -n "${!part}" ] || { echo "no $part function found in $eye" >&2; exit 1; }
 done
