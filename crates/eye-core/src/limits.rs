@@ -8,6 +8,11 @@ use serde_json::value::RawValue;
 
 use crate::reason::Refusal;
 
+/// The most an event's timestamp may be ahead of its reception (`EYE_CLOCK_SKEW_MS`
+/// at most): so every stored event has `ts <= received_at + a day`, which lets a query
+/// from a time skip what was received a day before it (PostgreSQL's partitions).
+pub const MAX_CLOCK_SKEW_MS: u64 = 86_400_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PayloadLimits {
     /// Largest `data`, in bytes of JSON text.

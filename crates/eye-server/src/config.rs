@@ -138,6 +138,8 @@ settings! {
             "How long refused-event records are kept, counted from when they were received.";
         retention_check_seconds: u64 = "60", "EYE_RETENTION_CHECK_SECONDS",
             "How often (seconds) expired data is deleted and unfinished erasures are resumed.";
+        partition_interval: Retention = "1d", "EYE_PARTITION_INTERVAL",
+            "PostgreSQL only: the span of reception time each events partition covers (1h to 366d), for the partitions made from now on.";
         admin_session_minutes: u64 = "720", "EYE_ADMIN_SESSION_MINUTES",
             "How long (minutes) an admin-UI login lasts.";
     }
@@ -217,6 +219,19 @@ impl Settings {
         }
     }
 
+    /// The partition interval in seconds, when it is within bounds.
+    pub fn partition_interval_seconds(&self) -> Option<u64> {
+        use eye_store::postgres::partitions::{MAX_INTERVAL_SECONDS, MIN_INTERVAL_SECONDS};
+        match self.partition_interval {
+            Retention::Seconds(seconds)
+                if (MIN_INTERVAL_SECONDS..=MAX_INTERVAL_SECONDS).contains(&seconds) =>
+            {
+                Some(seconds)
+            }
+            _ => None,
+        }
+    }
+
     pub fn clock_skew_micros(&self) -> i64 {
         i64::try_from(self.clock_skew_ms.saturating_mul(1000)).unwrap_or(i64::MAX)
     }
@@ -278,6 +293,12 @@ impl Settings {
         }
         if self.retention_check_seconds == 0 || self.retention_check_seconds > 86_400 {
             bail!("retention_check_seconds (EYE_RETENTION_CHECK_SECONDS) must be from 1 to 86400");
+        }
+        if self.clock_skew_ms > eye_core::limits::MAX_CLOCK_SKEW_MS {
+            bail!("clock_skew_ms (EYE_CLOCK_SKEW_MS) must be at most 86400000 (a day)");
+        }
+        if self.partition_interval_seconds().is_none() {
+            bail!("partition_interval (EYE_PARTITION_INTERVAL) must be from 1h to 366d");
         }
         if self.queue_max_depth == 0 {
             bail!("queue_max_depth (EYE_QUEUE_MAX_DEPTH) must be at least 1");

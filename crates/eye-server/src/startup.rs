@@ -73,9 +73,12 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
         }
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             let password = settings.database_password.as_ref().map(|p| p.expose());
-            let store = PgStore::connect_with_password(url, password)
+            let mut store = PgStore::connect_with_password(url, password)
                 .await
                 .context("opening the PostgreSQL store (set --database-url or EYE_DATABASE_URL)")?;
+            if let Some(seconds) = settings.partition_interval_seconds() {
+                store.set_partition_interval(seconds);
+            }
             Ok(Arc::new(store))
         }
         Some(other) => anyhow::bail!(
@@ -220,6 +223,7 @@ impl Application {
                     state.store.clone(),
                     state.settings.retention_policy(),
                     Duration::from_secs(state.settings.retention_check_seconds),
+                    state.metrics.pipeline.clone(),
                     stop_worker.subscribe(),
                 )))
             }

@@ -1,6 +1,7 @@
 //! The analyst's reads beyond single events: sessions listed by activity, and counts
 //! from the per-minute rollup.
 
+use super::events::MAX_SKEW_MICROS;
 use super::*;
 
 pub(super) async fn sessions(
@@ -70,8 +71,10 @@ pub(super) async fn stats(store: &PgStore, query: StatsQuery) -> Result<Vec<Stat
         }
         let rows = client
             .query(
-                "SELECT ts, category, name, app_id FROM events WHERE ts >= $1 AND ts < $2",
-                &[&from, &to],
+                // The received_at bound skips older partitions (see `events_sql`).
+                "SELECT ts, category, name, app_id FROM events
+                 WHERE ts >= $1 AND ts < $2 AND received_at >= $3",
+                &[&from, &to, &from.saturating_sub(MAX_SKEW_MICROS)],
             )
             .await
             .map_err(database)?;

@@ -7,6 +7,9 @@ pub(super) const EXPORT_BUFFER: usize = 256 * 1024;
 
 pub(super) const EXPORT_CHUNK: i64 = 10_000;
 
+/// No stored event is further ahead of its reception than this.
+pub(super) const MAX_SKEW_MICROS: i64 = eye_core::limits::MAX_CLOCK_SKEW_MS as i64 * 1_000;
+
 pub(super) const EVENT_COLUMNS: &str =
     "e.pk, e.id, e.session_id, e.category, e.name, e.data::text, e.ts,
      e.seq, a.name, e.client_id, e.received_at, e.sent_at, e.schema_version";
@@ -65,6 +68,13 @@ pub(super) fn events_sql(query: &EventQuery, limit: i64) -> Sql {
     }
     if let Some(from) = query.from {
         sql.and("e.ts >= ?", from.as_micros());
+        // No event is stored more than the largest clock skew ahead of its reception:
+        // this bound skips the partitions received before (the planner cannot derive
+        // it from `ts`).
+        sql.and(
+            "e.received_at >= ?",
+            from.as_micros().saturating_sub(MAX_SKEW_MICROS),
+        );
     }
     if let Some(to) = query.to {
         sql.and("e.ts < ?", to.as_micros());
@@ -193,7 +203,13 @@ impl EventReads for PgStore {
             .await?
             .query_opt(
                 &format!(
-                    "SELECT {EVENT_COLUMNS} FROM events e JOIN apps a ON a.id = e.app_id WHERE e.id = $1"
+                    // The id's home gives the partition (and the application's
+                    // index in it) to look in.
+                    "SELECT {EVENT_COLUMNS} FROM event_ids i
+                     JOIN events e ON e.app_id = i.app_id AND e.received_at = i.received_at
+                                  AND e.id = i.id
+                     JOIN apps a ON a.id = e.app_id
+                     WHERE i.id = $1"
                 ),
                 &[&id],
             )

@@ -17,19 +17,21 @@ use crate::removal::{Decrements, RemovedRow};
 /// Taken shared by every worker batch, exclusively while an erasure is recorded.
 pub(super) const ERASURE_LOCK: i64 = 0x0e7e_0002;
 
-const REMOVED_COLUMNS: &str = "pk, session_id, app_id, category, name, ts, seq";
+const REMOVED_COLUMNS: &str = "pk, session_id, app_id, category, name, ts, seq, id";
 
-/// Deletes the events whose `pk` the statement in `select` yields, and everything
-/// that counts them.
+/// Deletes the events whose `(pk, received_at)` the statement in `select` yields (the
+/// reception time finds the partition), their ids, and everything that counts them.
 async fn delete_events(tx: &Transaction<'_>, select: Sql) -> Result<Removed> {
     let statement = format!(
-        "DELETE FROM events WHERE pk IN ({}) RETURNING {REMOVED_COLUMNS}",
+        "DELETE FROM events WHERE (pk, received_at) IN ({}) RETURNING {REMOVED_COLUMNS}",
         select.text
     );
-    let rows: Vec<RemovedRow> = tx
+    let deleted = tx
         .query(&statement, &select.params())
         .await
-        .map_err(database)?
+        .map_err(database)?;
+    let ids: Vec<Uuid> = deleted.iter().map(|row| row.get(7)).collect();
+    let rows: Vec<RemovedRow> = deleted
         .iter()
         .map(|row| RemovedRow {
             pk: row.get(0),
@@ -41,7 +43,10 @@ async fn delete_events(tx: &Transaction<'_>, select: Sql) -> Result<Removed> {
             seq: row.get(6),
         })
         .collect();
-    let sessions = take_back(tx, &rows).await?;
+    tx.execute("DELETE FROM event_ids WHERE id = ANY($1)", &[&ids])
+        .await
+        .map_err(database)?;
+    let sessions = take_back(tx, &Decrements::of(&rows)).await?;
     Ok(Removed {
         events: rows.len() as u64,
         sessions,
@@ -49,13 +54,12 @@ async fn delete_events(tx: &Transaction<'_>, select: Sql) -> Result<Removed> {
     })
 }
 
-/// Takes the deleted `rows` out of the counters; returns how many sessions were left
+/// Takes deleted events out of the counters; returns how many sessions were left
 /// empty and removed.
-async fn take_back(tx: &Transaction<'_>, rows: &[RemovedRow]) -> Result<u64> {
-    if rows.is_empty() {
+pub(super) async fn take_back(tx: &Transaction<'_>, decrements: &Decrements) -> Result<u64> {
+    if decrements.sessions.is_empty() {
         return Ok(0);
     }
-    let decrements = Decrements::of(rows);
     let categories: Vec<&str> = decrements.types.keys().map(|k| k.0.as_str()).collect();
     let names: Vec<&str> = decrements.types.keys().map(|k| k.1.as_str()).collect();
     let counts: Vec<i64> = decrements.types.values().copied().collect();
@@ -272,15 +276,19 @@ pub(super) async fn tombstones(tx: &Transaction<'_>, since: i64) -> Result<Vec<T
 #[async_trait::async_trait]
 impl Lifecycle for PgStore {
     async fn expire_events(&self, cutoffs: &Cutoffs, limit: u32) -> Result<Removed> {
+        // Whole partitions first, then what is left, in chunks.
+        let mut removed = self.drop_expired(cutoffs).await?;
+        if removed.events > 0 {
+            return Ok(removed);
+        }
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(database)?;
-        let mut removed = Removed::default();
         for &(app_id, cutoff) in &cutoffs.0 {
             let left = u64::from(limit).saturating_sub(removed.events) as i64;
             if left == 0 {
                 break;
             }
-            let mut select = Sql::new("SELECT pk FROM events WHERE TRUE");
+            let mut select = Sql::new("SELECT pk, received_at FROM events WHERE TRUE");
             select.and("app_id = ?", app_id);
             select.and("received_at < ?", cutoff);
             select.text.push_str(&format!(" LIMIT {left}"));
@@ -360,7 +368,7 @@ impl Lifecycle for PgStore {
         query.received_until = Some(until);
         let events = events::events_sql(&query, i64::from(limit));
         let select = Sql {
-            text: format!("SELECT pk FROM ({}) AS matching", events.text),
+            text: format!("SELECT pk, received_at FROM ({}) AS matching", events.text),
             params: events.params,
         };
         let mut removed = delete_events(&tx, select).await?;

@@ -3,7 +3,9 @@
 //!
 //! A `deadpool` pool of `tokio-postgres` connections. A worker batch is one
 //! transaction of a few array-parameter statements (`INSERT ... SELECT FROM UNNEST`),
-//! whatever its size: events first (`ON CONFLICT (id) DO NOTHING RETURNING id`), then,
+//! whatever its size: event ids first (`event_ids`, `ON CONFLICT (id) DO NOTHING
+//! RETURNING id`: the idempotency key, apart from the events, which are partitioned by
+//! reception time, see `partitions.rs`), then those events, then,
 //! for the events actually inserted, the session, type and per-minute counters summed
 //! in Rust and upserted in key order, so that concurrent workers take row locks in the
 //! same order and cannot deadlock. Payloads are `jsonb`.
@@ -32,6 +34,7 @@ mod access;
 mod analytics;
 mod events;
 mod lifecycle;
+pub mod partitions;
 mod refused;
 mod registry;
 #[cfg(test)]
@@ -50,6 +53,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0005_events_by_type.sql"),
     include_str!("../../migrations/postgres/0006_store_meta.sql"),
     include_str!("../../migrations/postgres/0007_lifecycle.sql"),
+    include_str!("../../migrations/postgres/0008_partitioned_events.sql"),
 ];
 
 /// Serializes migrations between processes starting at once.
@@ -123,6 +127,7 @@ pub struct PgStore {
     /// `store_meta`'s `legacy_v7_client_ids_until_ms`, read once at connect: only the
     /// migration that upgrades a store writes it, and `connect` migrates first.
     legacy_until: Option<i64>,
+    partitions: partitions::Partitions,
 }
 
 impl PgStore {
@@ -155,6 +160,7 @@ impl PgStore {
         let mut store = PgStore {
             pool,
             legacy_until: None,
+            partitions: partitions::Partitions::new(86_400),
         };
         store.migrate().await?;
         store.legacy_until = store
@@ -168,6 +174,16 @@ impl PgStore {
             .map_err(database)?
             .map(|row| row.get(0));
         Ok(store)
+    }
+
+    /// The span of the events partitions made from now on (a day unless set), in
+    /// seconds, from `partitions::MIN_INTERVAL_SECONDS` to `MAX_INTERVAL_SECONDS`.
+    pub fn set_partition_interval(&mut self, seconds: u64) {
+        let seconds = seconds.clamp(
+            partitions::MIN_INTERVAL_SECONDS,
+            partitions::MAX_INTERVAL_SECONDS,
+        );
+        self.partitions = partitions::Partitions::new(seconds);
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {

@@ -214,6 +214,18 @@ impl RefusedEvents for PgStore {
     }
 
     async fn resolve_refusals(&self, resolutions: Vec<Resolution>) -> Result<ReprocessOutcome> {
+        self.ensure_partitions(
+            resolutions
+                .iter()
+                .filter_map(|resolution| match resolution {
+                    Resolution::Fixed { event, .. } => match event.as_ref() {
+                        Processed::Event { received_at, .. } => Some(*received_at),
+                        Processed::Refused { .. } => None,
+                    },
+                    Resolution::StillInvalid { .. } => None,
+                }),
+        )
+        .await?;
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(database)?;
         let now = Timestamp::now().as_micros();

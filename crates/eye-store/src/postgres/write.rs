@@ -63,7 +63,7 @@ pub(super) async fn resent_under_old_rule(
             "SELECT u.id, u.accepted
              FROM UNNEST($1::uuid[], $2::uuid[], $3::bool[]) AS u(id, twin, accepted)
              WHERE CASE WHEN u.accepted
-                        THEN EXISTS (SELECT 1 FROM events e WHERE e.id = u.twin)
+                        THEN EXISTS (SELECT 1 FROM event_ids e WHERE e.id = u.twin)
                              OR u.twin = ANY($4::uuid[])
                         ELSE EXISTS (SELECT 1 FROM errors r WHERE r.event_id = u.twin)
                              OR u.twin = ANY($5::uuid[])
@@ -183,18 +183,29 @@ async fn insert_events(tx: &Transaction<'_>, events: &[NewEvent<'_>]) -> Result<
         columns.sent_at.push(event.sent_at);
         columns.schema_version.push(new.schema_version);
     }
+    // The ids first: they are the idempotency key (a partitioned table can hold no
+    // unique key without its partition key); the events whose id was new follow.
     let rows = tx
         .query(
-            "INSERT INTO events (id, app_id, client_id, session_id, category, name, data, ts,
+            "WITH new_ids AS (
+                 INSERT INTO event_ids (id, app_id, received_at)
+                 SELECT id, app_id, received_at
+                 FROM UNNEST($1::uuid[], $2::int8[], $10::int8[]) AS u(id, app_id, received_at)
+                 ON CONFLICT (id) DO NOTHING
+                 RETURNING id)
+             INSERT INTO events (id, app_id, client_id, session_id, category, name, data, ts,
                                  seq, received_at, sent_at, schema_version)
-             SELECT id, app_id, client_id, session_id, category, name, data::jsonb, ts, seq,
+             SELECT DISTINCT ON (u.id)
+                    u.id, app_id, client_id, session_id, category, name, data::jsonb, ts, seq,
                     received_at, sent_at, schema_version
              FROM UNNEST($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::text[],
                          $6::text[], $7::text[], $8::int8[], $9::int8[], $10::int8[],
                          $11::int8[], $12::int8[])
-               AS u(id, app_id, client_id, session_id, category, name, data, ts, seq,
-                    received_at, sent_at, schema_version)
-             ON CONFLICT (id) DO NOTHING
+                  WITH ORDINALITY
+                  AS u(id, app_id, client_id, session_id, category, name, data, ts, seq,
+                       received_at, sent_at, schema_version, position)
+             JOIN new_ids n ON n.id = u.id
+             ORDER BY u.id, u.position
              RETURNING id",
             &[
                 &columns.id,
@@ -331,6 +342,28 @@ impl ErrorColumns {
 #[async_trait::async_trait]
 impl EventWrites for PgStore {
     async fn write(&self, batch: Arc<Vec<Processed>>) -> Result<WriteOutcome> {
+        let received = || {
+            batch.iter().filter_map(|processed| match processed {
+                Processed::Event { received_at, .. } => Some(*received_at),
+                Processed::Refused { .. } => None,
+            })
+        };
+        self.ensure_partitions(received()).await?;
+        match self.write_once(&batch).await {
+            // "No partition of relation events found for row": another process dropped
+            // one this process still knew (retention, under a late event).
+            Err(StoreError::Database(message)) if message.contains("(23514)") => {
+                self.partitions.forget();
+                self.ensure_partitions(received()).await?;
+                self.write_once(&batch).await
+            }
+            other => other,
+        }
+    }
+}
+
+impl PgStore {
+    async fn write_once(&self, batch: &[Processed]) -> Result<WriteOutcome> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(database)?;
         let items: Vec<&Processed> = batch.iter().collect();

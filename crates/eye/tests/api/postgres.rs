@@ -215,6 +215,22 @@ async fn a_v7_client_id_resent_across_the_upgrade_is_stored_once() {
          DO $$ BEGIN
              IF (SELECT id FROM apps WHERE name = 'web') <> 1 THEN RAISE 'app id'; END IF;
          END $$;
+         -- Migration 0008 undone: the first partition becomes the table again.
+         ALTER TABLE events DETACH PARTITION events_before_partitioning;
+         ALTER SEQUENCE events_pk_seq OWNED BY NONE;
+         DROP TABLE events;
+         DROP TABLE event_ids;
+         DROP TABLE event_partitions;
+         ALTER TABLE events_before_partitioning RENAME TO events;
+         ALTER TABLE events DROP CONSTRAINT events_before_partitioning_pkey;
+         ALTER TABLE events ADD PRIMARY KEY (pk);
+         ALTER TABLE events ADD CONSTRAINT events_id_key UNIQUE (id);
+         ALTER SEQUENCE events_pk_seq OWNED BY events.pk;
+         ALTER INDEX events_before_partitioning_by_session RENAME TO events_by_session;
+         ALTER INDEX events_before_partitioning_by_category RENAME TO events_by_category;
+         ALTER INDEX events_before_partitioning_by_time RENAME TO events_by_time;
+         ALTER INDEX events_before_partitioning_by_type RENAME TO events_by_type;
+         ALTER INDEX events_before_partitioning_by_app_received RENAME TO events_by_app_received;
          INSERT INTO events (id, app_id, client_id, session_id, category, name, data, ts, received_at)
              VALUES ('{old_id}', 1, '{sent_before}', 'upgrade', 'page interaction', 'pageview',
                      '{{}}', 0, 0);
