@@ -57,6 +57,19 @@ impl LoadResult {
     pub fn percentile_ms(&self, q: f64) -> f64 {
         self.latency.value_at_quantile(q) as f64 / 1000.0
     }
+
+    /// Adds a later run of the same load to this one.
+    pub fn merge(&mut self, other: LoadResult) -> anyhow::Result<()> {
+        self.elapsed += other.elapsed;
+        self.accepted_requests += other.accepted_requests;
+        self.accepted_events += other.accepted_events;
+        for (status, count) in other.non_2xx {
+            *self.non_2xx.entry(status).or_default() += count;
+        }
+        self.latency
+            .add(&other.latency)
+            .context("merging histograms")
+    }
 }
 
 struct ConnectionResult {

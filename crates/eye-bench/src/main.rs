@@ -9,6 +9,7 @@ mod ceiling;
 mod fleet;
 mod load;
 mod query;
+mod retention;
 mod server;
 mod store;
 mod validate;
@@ -114,6 +115,9 @@ enum Command {
         #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
         database_url: String,
     },
+    /// Measure retention: the store's file across expiry cycles, and ingest while a
+    /// million expired events are deleted.
+    Retention(retention::Options),
     /// Measure schema validation per event for the default schemas (no HTTP, no store).
     Validate {
         #[arg(long, default_value_t = 200_000)]
@@ -154,6 +158,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::CeilingServer { listen }) => return runtime.block_on(ceiling::serve(listen)),
         Some(Command::Store(options)) => return runtime.block_on(store::run(options)),
+        Some(Command::Retention(options)) => {
+            let eye = cli.eye.clone().unwrap_or_else(server::default_eye_binary);
+            return runtime.block_on(retention::run(&eye, options));
+        }
         Some(Command::Query {
             events,
             sessions,

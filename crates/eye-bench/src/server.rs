@@ -134,6 +134,8 @@ pub struct Scrape {
     pub stored: f64,
     pub errors: f64,
     pub queue_depth: f64,
+    /// Events deleted by retention.
+    pub expired: f64,
     /// (upper bound in seconds, cumulative count) of `eye_event_lag_seconds`.
     pub lag_buckets: Vec<(f64, f64)>,
 }
@@ -167,6 +169,7 @@ pub async fn scrape(address: SocketAddr) -> anyhow::Result<Scrape> {
             "eye_events_stored_total" => scrape.stored = value,
             "eye_errors_recorded_total" => scrape.errors = value,
             "eye_queue_depth" => scrape.queue_depth = value,
+            "eye_events_expired_total" => scrape.expired = value,
             _ => {
                 if let Some(rest) = name.strip_prefix("eye_event_lag_seconds_bucket{le=\"") {
                     let le = rest.trim_end_matches("\"}");

@@ -23,6 +23,10 @@ pub struct PipelineMetrics {
     pub events_duplicate: Counter,
     /// Events dropped because an erasure made after they were received covers them.
     pub events_erased: Counter,
+    /// Events deleted by retention.
+    pub events_expired: Counter,
+    /// Refused-event records deleted by retention.
+    pub refusals_expired: Counter,
     /// Records written to the store of refused events (the error store).
     pub refusals_recorded: Counter,
     pub warnings_recorded: Counter,
@@ -43,6 +47,8 @@ impl Default for PipelineMetrics {
             events_stored: Counter::default(),
             events_duplicate: Counter::default(),
             events_erased: Counter::default(),
+            events_expired: Counter::default(),
+            refusals_expired: Counter::default(),
             refusals_recorded: Counter::default(),
             warnings_recorded: Counter::default(),
             refusals_reprocessed: Counter::default(),
@@ -73,6 +79,16 @@ impl PipelineMetrics {
             "eye_events_erased",
             "Queued events dropped because an erasure made after they were received covers them",
             self.events_erased.clone(),
+        );
+        registry.register(
+            "eye_events_expired",
+            "Events deleted because they were past their retention",
+            self.events_expired.clone(),
+        );
+        registry.register(
+            "eye_errors_expired",
+            "Error records deleted because they were past their retention",
+            self.refusals_expired.clone(),
         );
         registry.register(
             "eye_errors_recorded",

@@ -295,6 +295,7 @@ pub async fn run_retention(settings: &Settings) -> anyhow::Result<()> {
         store.as_ref(),
         settings.retention_policy(),
         Some(&Actor::cli()),
+        None,
     )
     .await?;
     println!(

@@ -88,7 +88,13 @@ pub async fn run_retention(
     auth: Auth<Admin>,
 ) -> Result<Json<Expired>, ApiError> {
     let policy = state.settings.retention_policy();
-    let expired = lifecycle::expire_now(state.store.as_ref(), policy, Some(&auth.actor())).await?;
+    let expired = lifecycle::expire_now(
+        state.store.as_ref(),
+        policy,
+        Some(&auth.actor()),
+        Some(&state.metrics.pipeline),
+    )
+    .await?;
     Ok(Json(expired))
 }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use eye_core::Timestamp;
 use eye_core::retention::Retention;
+use eye_pipeline::PipelineMetrics;
 use eye_store::{Cutoffs, Erasure, ErasureFilter, Removed, Store, StoreError};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -21,7 +22,7 @@ use utoipa::ToSchema;
 use super::{Actor, audit};
 
 /// Events deleted per transaction.
-pub const CHUNK: u32 = 5_000;
+pub const CHUNK: u32 = 2_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
@@ -74,20 +75,24 @@ pub async fn expire_now(
     store: &dyn Store,
     policy: Policy,
     actor: Option<&Actor>,
+    metrics: Option<&PipelineMetrics>,
 ) -> Result<Expired, StoreError> {
     let now = Timestamp::now().as_micros();
     let cutoffs = cutoffs(store, policy, now).await?;
     let mut expired = Expired::default();
     if !cutoffs.0.is_empty() {
         loop {
+            let started = std::time::Instant::now();
             let removed = store.expire_events(&cutoffs, CHUNK).await?;
             if removed.events == 0 {
                 break;
             }
             expired.events += removed.events;
             expired.sessions += removed.sessions;
-            // Let a waiting worker batch take the writer between chunks.
-            tokio::task::yield_now().await;
+            if let Some(metrics) = metrics {
+                metrics.events_expired.inc_by(removed.events);
+            }
+            pause_after(started.elapsed()).await;
         }
     }
     if let Some(cutoff) = policy.refused.cutoff(now) {
@@ -97,6 +102,9 @@ pub async fn expire_now(
                 break;
             }
             expired.refused += removed;
+            if let Some(metrics) = metrics {
+                metrics.refusals_expired.inc_by(removed);
+            }
             tokio::task::yield_now().await;
         }
     }
@@ -108,6 +116,13 @@ pub async fn expire_now(
         audit(store, actor, "retention.run", "retention", Some(details)).await;
     }
     Ok(expired)
+}
+
+/// After a chunk that took `took`, three times as long: deletion takes at most a
+/// quarter of the store's writer (and of a core), so that worker batches, and so
+/// ingest, never wait behind a long expiry or erasure (`eye-bench retention`).
+async fn pause_after(took: Duration) {
+    tokio::time::sleep((took * 3).min(Duration::from_secs(2))).await;
 }
 
 /// Sets (or with `None`, clears: the global one applies) an application's retention.
@@ -233,6 +248,7 @@ pub async fn run_until_stopped(
     store: Arc<dyn Store>,
     policy: Policy,
     every: Duration,
+    metrics: PipelineMetrics,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut ticks = tokio::time::interval(every);
@@ -252,7 +268,7 @@ pub async fn run_until_stopped(
             }
             Err(error) => tracing::error!(%error, "listing running erasures failed"),
         }
-        match expire_now(store.as_ref(), policy, None).await {
+        match expire_now(store.as_ref(), policy, None, Some(&metrics)).await {
             Ok(expired) if expired != Expired::default() => {
                 tracing::info!(
                     events = expired.events,

@@ -82,11 +82,15 @@ fn take_back(tx: &rusqlite::Transaction<'_>, rows: &[RemovedRow]) -> Result<u64>
     )?;
     let mut remove_session = tx.prepare_cached("DELETE FROM sessions WHERE session_id = ?1")?;
     let mut remove_links = tx.prepare_cached("DELETE FROM session_apps WHERE session_id = ?1")?;
-    let mut bounds = tx.prepare_cached(
-        "SELECT min(ts), max(ts) FROM (
-             SELECT ts FROM session_index WHERE session_id = ?1
-             UNION ALL SELECT ts FROM session_index_fresh WHERE session_id = ?1)",
-    )?;
+    // Each tree's first and last entry of a session are one index seek each (SQLite's
+    // min/max optimisation): a long session costs no more than a short one.
+    let mut bounds = Vec::new();
+    for tree in ["session_index", "session_index_fresh"] {
+        bounds.push(tx.prepare_cached(&format!(
+            "SELECT (SELECT min(ts) FROM {tree} WHERE session_id = ?1),
+                    (SELECT max(ts) FROM {tree} WHERE session_id = ?1)"
+        ))?);
+    }
     let mut set_bounds = tx.prepare_cached(
         "UPDATE sessions SET first_seen = ?2, last_seen = ?3 WHERE session_id = ?1",
     )?;
@@ -97,8 +101,13 @@ fn take_back(tx: &rusqlite::Transaction<'_>, rows: &[RemovedRow]) -> Result<u64>
             .optional()?;
         match left {
             Some(left) if left > 0 => {
-                let (first, last): (i64, i64) =
-                    bounds.query_row([session_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                let (mut first, mut last) = (i64::MAX, i64::MIN);
+                for statement in &mut bounds {
+                    let (low, high): (Option<i64>, Option<i64>) =
+                        statement.query_row([session_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                    first = first.min(low.unwrap_or(i64::MAX));
+                    last = last.max(high.unwrap_or(i64::MIN));
+                }
                 set_bounds.execute(params![session_id, first, last])?;
                 surviving.insert(session_id.as_str());
             }
@@ -111,7 +120,10 @@ fn take_back(tx: &rusqlite::Transaction<'_>, rows: &[RemovedRow]) -> Result<u64>
         }
     }
     // A surviving session keeps its link to an application only while it has an
-    // event of that application.
+    // event of that application. A session linked to one application only has nothing
+    // to check: its remaining events are that application's.
+    let mut linked =
+        tx.prepare_cached("SELECT count(*) FROM session_apps WHERE session_id = ?1")?;
     let mut unlink = tx.prepare_cached(
         "DELETE FROM session_apps WHERE session_id = ?1 AND app_id = ?2 AND NOT EXISTS (
              SELECT 1 FROM events e WHERE e.app_id = ?2 AND e.pk IN (
@@ -119,7 +131,11 @@ fn take_back(tx: &rusqlite::Transaction<'_>, rows: &[RemovedRow]) -> Result<u64>
                  UNION ALL SELECT pk FROM session_index_fresh WHERE session_id = ?1))",
     )?;
     for (session_id, app_id) in &decrements.links {
-        if surviving.contains(session_id.as_str()) {
+        if !surviving.contains(session_id.as_str()) {
+            continue;
+        }
+        let apps: i64 = linked.query_row([session_id], |row| row.get(0))?;
+        if apps > 1 {
             unlink.execute(params![session_id, app_id])?;
         }
     }
