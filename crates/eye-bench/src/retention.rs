@@ -213,6 +213,7 @@ async fn ingest(eye: &Path, options: &Options) -> anyhow::Result<()> {
     let expected = options.expired as f64;
     let mut with: Option<load::LoadResult> = None;
     let mut deleted_after = None;
+    let mut deleted = 0.0;
     while deleted_after.is_none() && started.elapsed() < Duration::from_secs(300) {
         let window =
             load::run(spec(address, Pace::FixedRate(rate), Duration::from_secs(5))).await?;
@@ -223,7 +224,8 @@ async fn ingest(eye: &Path, options: &Options) -> anyhow::Result<()> {
                 all
             }
         });
-        if scrape(address).await?.expired >= expected {
+        deleted = scrape(address).await?.expired;
+        if deleted >= expected {
             deleted_after = Some(started.elapsed());
         }
     }
@@ -245,8 +247,10 @@ async fn ingest(eye: &Path, options: &Options) -> anyhow::Result<()> {
             expected / took.as_secs_f64(),
         ),
         None => println!(
-            "ingest: the {} expired events were not all deleted within 300 s",
-            options.expired
+            "ingest: {deleted:.0} of the {} expired events deleted within {:.0?} ({:.0} events/s), under the load",
+            options.expired,
+            started.elapsed(),
+            deleted / started.elapsed().as_secs_f64(),
         ),
     }
     println!("| | req/s | p50 ms | p99 ms | p99.9 ms | non-202 |");

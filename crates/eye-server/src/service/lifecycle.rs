@@ -22,7 +22,7 @@ use utoipa::ToSchema;
 use super::{Actor, audit};
 
 /// Events deleted per transaction.
-pub const CHUNK: u32 = 2_000;
+pub const CHUNK: u32 = 5_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
@@ -118,11 +118,13 @@ pub async fn expire_now(
     Ok(expired)
 }
 
-/// After a chunk that took `took`, three times as long: deletion takes at most a
-/// quarter of the store's writer (and of a core), so that worker batches, and so
-/// ingest, never wait behind a long expiry or erasure (`eye-bench retention`).
+/// After a chunk that took `took` (its wait for the store's writer included), as long
+/// again: deletion takes at most half of the writer, so that worker batches interleave
+/// with it. Chunks of 5,000 with this rest deleted 3,279 events/s under half of
+/// saturation without a measurable change in the 202's p99; chunks of 500 deleted 423
+/// events/s, since each chunk waits behind a worker batch (`eye-bench retention`).
 async fn pause_after(took: Duration) {
-    tokio::time::sleep((took * 3).min(Duration::from_secs(2))).await;
+    tokio::time::sleep(took.min(Duration::from_secs(1))).await;
 }
 
 /// Sets (or with `None`, clears: the global one applies) an application's retention.
