@@ -12,10 +12,11 @@ use serde_json::value::RawValue;
 use crate::reason::Refusal;
 use crate::timestamp::Timestamp;
 
-/// Longest accepted `session_id`, `category`, `name` or client `id`, in bytes.
+/// Longest accepted `session_id`, `category`, `name` or client `id`, in characters.
 pub const MAX_IDENTIFIER_LEN: usize = 256;
 
-/// A session id chosen by the application: non-empty, at most [`MAX_IDENTIFIER_LEN`] bytes.
+/// A session id chosen by the application: non-empty, at most [`MAX_IDENTIFIER_LEN`]
+/// characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct SessionId(String);
@@ -52,8 +53,8 @@ impl EventType {
 fn identifier(value: &str) -> Result<&str, &'static str> {
     if value.trim().is_empty() {
         Err("must not be empty")
-    } else if value.len() > MAX_IDENTIFIER_LEN {
-        Err("must be at most 256 bytes long")
+    } else if value.len() > MAX_IDENTIFIER_LEN && value.chars().count() > MAX_IDENTIFIER_LEN {
+        Err("must be at most 256 characters long")
     } else if value.chars().any(char::is_control) {
         // NUL cannot be stored in PostgreSQL text, and the rest has no place in a name.
         Err("must not contain control characters")

@@ -27,9 +27,13 @@ use crate::state::{AppState, Shared};
 pub fn router(state: AppState) -> Router {
     crate::api::routes()
         .merge(crate::admin::router())
+        .route(
+            "/api/schema",
+            axum::routing::get(crate::api::openapi::serve_document),
+        )
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/api/schema/swagger-ui")
-                .url("/api/schema", crate::api::openapi::document()),
+                .config(utoipa_swagger_ui::Config::from("/api/schema")),
         )
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

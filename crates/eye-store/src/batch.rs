@@ -63,7 +63,7 @@ impl Identity {
     }
 
     /// The string fields `session_id`, `category` and `name` of an element that could
-    /// not be parsed as an event, where it has them (at most 256 bytes each, as ingest
+    /// not be parsed as an event, where it has them (at most 256 characters each, as ingest
     /// would take them).
     pub fn from_raw(raw: &str) -> Identity {
         let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(raw) else {

@@ -227,10 +227,14 @@ pub async fn create_token(
     let scope = Scope::parse(&request.scope).ok_or_else(|| {
         ApiError::bad_request("invalid_body", "`scope` must be ingest, read or admin")
     })?;
-    if request.label.as_ref().is_some_and(|l| l.len() > 256) {
+    if request
+        .label
+        .as_ref()
+        .is_some_and(|l| l.chars().count() > access::MAX_LABEL_LEN)
+    {
         return Err(ApiError::bad_request(
             "invalid_body",
-            "`label` is at most 256 bytes",
+            "`label` is at most 256 characters",
         ));
     }
     let (id, token) = access::create_token(

@@ -401,11 +401,11 @@ pub async fn preflight(State(state): State<AppState>, headers: HeaderMap) -> Res
 // `crates/eye/tests/api/analytics.rs` (schemathesis sends what it describes).
 #[allow(dead_code)]
 pub struct WireEvent {
-    /// Chosen by the application; 1–256 bytes.
+    /// Chosen by the application; 1–256 characters.
     session_id: String,
-    /// For example `page interaction`; 1–256 bytes.
+    /// For example `page interaction`; 1–256 characters.
     category: String,
-    /// For example `pageview`; 1–256 bytes.
+    /// For example `pageview`; 1–256 characters.
     name: String,
     /// The payload, checked against the type's schema; `{}` when absent.
     #[schema(value_type = Option<Object>)]

@@ -5,8 +5,12 @@
 //! Every answer's shape is the type its handler returns (`EventsPage`, `ErrorBody`,
 //! ...), defined beside the handler: the document and the answers cannot drift apart.
 
+use serde_json::{Value, json};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
+
+use eye_core::event::MAX_IDENTIFIER_LEN;
+use eye_core::reason::REASON_CODES;
 
 use eye_core::reason::{Refusal, Violation};
 use eye_core::schema::SchemaMode;
@@ -17,6 +21,8 @@ use eye_store::{
 
 use crate::api::{apps, event_types, events, health, ingest, lifecycle, refused, sessions, stats};
 use crate::http::error::{ErrorBody, ErrorDetail};
+use crate::http::query::MAX_LIMIT;
+use crate::service::access::{MAX_APP_NAME_LEN, MAX_LABEL_LEN};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -104,7 +110,133 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The document as JSON text.
-pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+// The rules the server enforces on parameters and body fields that the handlers'
+// annotations cannot state are written into the document by name (`constrain`), so
+// that a request valid by the document is never refused for them (the contract
+// tester checks it in tests/api).
+
+/// Not blank, no control characters: an event type's category or name, an
+/// application's name (what `eye_core::event::identifier` and `is_app_name` check).
+const IDENTIFIER: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
+/// Free text in a query: anything but U+0000 (PostgreSQL cannot hold it).
+const NO_NUL: &str = r"^[^\x00]*$";
+
+fn constrain(document: &mut Value) {
+    let reasons: Vec<&str> = REASON_CODES.iter().map(|(code, _)| *code).collect();
+    let statuses: Vec<&str> = RefusedStatus::ALL.iter().map(|s| s.as_str()).collect();
+    if let Some(paths) = document["paths"].as_object_mut() {
+        for (path, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for operation in item.values_mut() {
+                let Some(parameters) = operation
+                    .get_mut("parameters")
+                    .and_then(Value::as_array_mut)
+                else {
+                    continue;
+                };
+                for parameter in parameters {
+                    let name = parameter["name"].as_str().unwrap_or_default().to_owned();
+                    let in_path = parameter["in"] == "path";
+                    let schema = &mut parameter["schema"];
+                    match (name.as_str(), in_path) {
+                        ("limit", _) => {
+                            schema["minimum"] = json!(1);
+                            schema["maximum"] = json!(MAX_LIMIT);
+                        }
+                        ("version", _) => schema["minimum"] = json!(1),
+                        ("from" | "to", _) => schema["format"] = json!("date-time"),
+                        ("order", _) => schema["enum"] = json!(["asc", "desc"]),
+                        ("bucket", _) => schema["enum"] = json!(["minute", "hour", "day"]),
+                        ("reason", _) => schema["enum"] = json!(reasons),
+                        ("status", _) => schema["enum"] = json!(statuses),
+                        ("group_by", _) => {
+                            parameter["style"] = json!("form");
+                            parameter["explode"] = json!(false);
+                            parameter["schema"] = json!({
+                                "type": "array",
+                                "items": {"type": "string", "enum": ["category", "name", "app"]},
+                                "uniqueItems": true,
+                                "minItems": 1,
+                            });
+                        }
+                        ("id", true) if path.starts_with("/errors") => {
+                            *schema = json!({"anyOf": [
+                                {"type": "string", "format": "uuid"},
+                                {"type": "integer", "format": "int64"},
+                            ]});
+                        }
+                        ("category" | "name", true) if path.starts_with("/event-types") => {
+                            schema["minLength"] = json!(1);
+                            schema["maxLength"] = json!(MAX_IDENTIFIER_LEN);
+                            schema["pattern"] = json!(IDENTIFIER);
+                        }
+                        ("name", true) => {
+                            schema["minLength"] = json!(1);
+                            schema["maxLength"] = json!(MAX_APP_NAME_LEN);
+                            schema["pattern"] = json!(IDENTIFIER);
+                        }
+                        (_, false) if schema["type"] == "string" => {
+                            schema["pattern"] = json!(NO_NUL)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    let schemas = &mut document["components"]["schemas"];
+    let app_name = &mut schemas["CreateApp"]["properties"]["name"];
+    app_name["minLength"] = json!(1);
+    app_name["maxLength"] = json!(MAX_APP_NAME_LEN);
+    app_name["pattern"] = json!(IDENTIFIER);
+    for holder in ["CreateApp", "SetOrigins"] {
+        schemas[holder]["properties"]["allowed_origins"]["items"]["pattern"] = json!(ORIGIN);
+    }
+    schemas["CreateToken"]["properties"]["scope"]["enum"] = json!(["ingest", "read", "admin"]);
+    let label = &mut schemas["CreateToken"]["properties"]["label"];
+    label["maxLength"] = json!(MAX_LABEL_LEN);
+    label["pattern"] = json!(r"^[^\x00-\x1f\x7f-\x9f]*$");
+    schemas["AppRetention"]["properties"]["retention"]["pattern"] =
+        json!(r"^(forever|[0-9]+[smhdw])$");
+    schemas["PutSchemaBody"]["properties"]["schema"] = json!({
+        "description": "A JSON Schema (draft 2020-12), self-contained (remote `$ref`s are not resolved): an object, or `true` / `false`",
+        "type": ["object", "boolean"],
+    });
+}
+
+/// An allowed origin as `service::access` takes it: `*`, or `http(s)://host[:port]`.
+const ORIGIN: &str = r"^(\*|[hH][tT][tT][pP][sS]?://[A-Za-z0-9.:\[\]-]+/*)$";
+
+/// The document, as served at `/api/schema`.
+pub fn document() -> &'static Value {
+    static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let mut document =
+            serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serializes");
+        constrain(&mut document);
+        document
+    })
+}
+
+/// `GET /api/schema`.
+pub async fn serve_document() -> axum::Json<&'static Value> {
+    axum::Json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_states_the_servers_limits() {
+        let document = document();
+        let limit = &document["paths"]["/audit"]["get"]["parameters"][0]["schema"];
+        assert_eq!(limit["maximum"], 1000, "{limit}");
+        assert_eq!(
+            document["components"]["schemas"]["CreateToken"]["properties"]["scope"]["enum"],
+            json!(["ingest", "read", "admin"])
+        );
+    }
 }

@@ -42,9 +42,9 @@ pub async fn get_stats(
 ) -> Result<Json<StatsAnswer>, ApiError> {
     let params = Params::parse(query.as_deref(), &["group_by", "bucket", "from", "to"])?;
     let mut group_by = Vec::new();
-    for key in params.text("group_by").unwrap_or_default().split(',') {
+    let keys = params.text("group_by");
+    for key in keys.as_deref().map(|k| k.split(',')).into_iter().flatten() {
         let key = match key.trim() {
-            "" => continue,
             "category" => GroupBy::Category,
             "name" => GroupBy::Name,
             "app" => GroupBy::App,

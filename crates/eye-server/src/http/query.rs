@@ -275,18 +275,12 @@ pub fn refused_key(id: &str) -> Result<RefusedKey, ApiError> {
 }
 
 pub fn event_type((category, name): (String, String)) -> Result<EventType, ApiError> {
-    for (field, value) in [("category", &category), ("name", &name)] {
-        if value.trim().is_empty()
-            || value.len() > eye_core::event::MAX_IDENTIFIER_LEN
-            || value.chars().any(char::is_control)
-        {
-            return Err(ApiError::bad_parameter(
-                field,
-                format!("`{field}` must be 1 to 256 bytes, not blank, without control characters"),
-            ));
-        }
-    }
-    Ok(EventType { category, name })
+    EventType::parse(&category, &name).map_err(|(field, _)| {
+        ApiError::bad_parameter(
+            field,
+            format!("`{field}` must be 1 to 256 characters, not blank, without control characters"),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -10,10 +10,10 @@ use super::{Actor, audit};
 #[derive(Debug, thiserror::Error)]
 pub enum ManageError {
     #[error(
-        "an application name must be 1 to 128 bytes long, not blank, without control characters"
+        "an application name must be 1 to 128 characters long, not blank, without control characters"
     )]
     InvalidName,
-    #[error("a token label must be at most 256 bytes long, without control characters")]
+    #[error("a token label must be at most 256 characters long, without control characters")]
     InvalidLabel,
     #[error("an application named {0:?} already exists")]
     AppExists(String),
@@ -78,8 +78,15 @@ pub async fn create_app(
 /// A name `create_app` accepts; no other name can belong to an application, so a
 /// lookup by any other (a NUL, which PostgreSQL would refuse) is answered without one.
 fn is_app_name(name: &str) -> bool {
-    !name.trim().is_empty() && name.len() <= 128 && !name.chars().any(char::is_control)
+    !name.trim().is_empty()
+        && name.chars().count() <= MAX_APP_NAME_LEN
+        && !name.chars().any(char::is_control)
 }
+
+/// The longest application name, in characters.
+pub const MAX_APP_NAME_LEN: usize = 128;
+/// The longest token label, in characters.
+pub const MAX_LABEL_LEN: usize = 256;
 
 fn unknown_app(name: &str, error: StoreError) -> ManageError {
     match error {
@@ -145,7 +152,7 @@ pub async fn create_token(
     app: Option<&str>,
     label: Option<&str>,
 ) -> Result<(i64, String), ManageError> {
-    if label.is_some_and(|l| l.len() > 256 || l.chars().any(char::is_control)) {
+    if label.is_some_and(|l| l.chars().count() > MAX_LABEL_LEN || l.chars().any(char::is_control)) {
         return Err(ManageError::InvalidLabel);
     }
     let app_id = match (scope, app) {

@@ -595,14 +595,22 @@ async fn the_openapi_document_is_valid_and_no_documented_endpoint_fails() {
         &admin,
         "--max-examples",
         "15",
+        // Every check but one: answers match their documented schemas, status codes
+        // and headers, and requests the document forbids are refused. Not yet
+        // `positive_data_acceptance`: the rules that join parameters (a bucket needs a
+        // range, an erasure a filter, an ingest token an application, `from` precedes
+        // `to`) and opaque cursors cannot be stated in OpenAPI, so some requests valid
+        // by the document get a 400.
         "--checks",
-        "not_a_server_error",
+        "all",
+        "--exclude-checks",
+        "positive_data_acceptance",
         "--seed",
         "1",
     ]) {
         assert!(
             output.status.success(),
-            "schemathesis found server errors: {}",
+            "schemathesis found failures: {}",
             String::from_utf8_lossy(&output.stdout)
         );
     }

@@ -178,7 +178,7 @@ async fn payloads_readers_disagree_on_are_refused_precisely() {
         let answer = expect_error(response, StatusCode::BAD_REQUEST, "invalid_event").await;
         assert_eq!(answer["error"]["details"]["reason"], code, "{answer}");
     }
-    // Identifiers longer than 256 bytes are refused too.
+    // Identifiers longer than 256 characters are refused too.
     let mut long = event(&"s".repeat(257), "2023-01-01T00:00:00Z");
     let response = app.post_events(&long).await;
     let answer = expect_error(response, StatusCode::BAD_REQUEST, "invalid_event").await;
