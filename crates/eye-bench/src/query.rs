@@ -305,6 +305,42 @@ async fn measure(server: &ServerProcess, options: &Options) -> anyhow::Result<()
         String::new(),
     );
 
+    // Shapes no index serves: each must answer within the query budget (EYE_QUERY_BUDGET_MS,
+    // 5 s by default), with its page or with 422 query_over_budget.
+    let one_day = day(5);
+    let shapes = [
+        (
+            "payload filter matching nothing, whole store",
+            "/events?data.path=/nomatch".to_owned(),
+        ),
+        (
+            "payload filter matching nothing, one day",
+            format!(
+                "/events?data.path=/nomatch&from={}&to={}",
+                iso(one_day),
+                iso(one_day + DAY_MICROS)
+            ),
+        ),
+        (
+            "`name` without `category`",
+            format!("/events?name={}", NAMES[1][2].replace(' ', "+")),
+        ),
+    ];
+    for (what, path) in shapes {
+        let mut samples = Vec::new();
+        let mut statuses = std::collections::BTreeMap::new();
+        for _ in 0..options.samples.min(5) {
+            let (status, _, took) = get(&mut sender, server, &path, "application/json").await?;
+            anyhow::ensure!(
+                status == 200 || status == 422,
+                "{path}: {status} (expected a page or 422 query_over_budget)"
+            );
+            *statuses.entry(status).or_insert(0) += 1;
+            samples.push(took);
+        }
+        report(what, &mut samples, format!("answers {statuses:?}"));
+    }
+
     let mut samples = Vec::new();
     let mut rates = Vec::new();
     for run in 0..3 {

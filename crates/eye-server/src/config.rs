@@ -140,6 +140,8 @@ settings! {
             "How often (seconds) expired data is deleted and unfinished erasures are resumed.";
         partition_interval: Retention = "1d", "EYE_PARTITION_INTERVAL",
             "PostgreSQL only: the span of reception time each events partition covers (1h to 366d), for the partitions made from now on.";
+        query_budget_ms: u64 = "5000", "EYE_QUERY_BUDGET_MS",
+            "The most time (milliseconds) one read of a query may take before it is stopped and answered 422 query_over_budget (100 to 600000); exports are not bounded.";
         admin_session_minutes: u64 = "720", "EYE_ADMIN_SESSION_MINUTES",
             "How long (minutes) an admin-UI login lasts.";
     }
@@ -220,6 +222,10 @@ impl Settings {
     }
 
     /// The partition interval in seconds, when it is within bounds.
+    pub fn query_budget(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.query_budget_ms)
+    }
+
     pub fn partition_interval_seconds(&self) -> Option<u64> {
         use eye_store::postgres::partitions::{MAX_INTERVAL_SECONDS, MIN_INTERVAL_SECONDS};
         match self.partition_interval {
@@ -299,6 +305,9 @@ impl Settings {
         }
         if self.partition_interval_seconds().is_none() {
             bail!("partition_interval (EYE_PARTITION_INTERVAL) must be from 1h to 366d");
+        }
+        if !(100..=600_000).contains(&self.query_budget_ms) {
+            bail!("query_budget_ms (EYE_QUERY_BUDGET_MS) must be from 100 to 600000 (ten minutes)");
         }
         if self.queue_max_depth == 0 {
             bail!("queue_max_depth (EYE_QUEUE_MAX_DEPTH) must be at least 1");
@@ -403,5 +412,27 @@ mod tests {
         settings.queue_full_wait_ms = 30_001;
         let error = settings.check().unwrap_err().to_string();
         assert!(error.contains("EYE_QUEUE_FULL_WAIT_MS"), "{error}");
+    }
+
+    #[test]
+    fn the_query_budget_is_neither_zero_nor_absurd() {
+        let mut settings = Settings::default();
+        assert_eq!(settings.query_budget(), std::time::Duration::from_secs(5));
+        for (budget, accepted) in [
+            (0, false),
+            (99, false),
+            (100, true),
+            (600_000, true),
+            (600_001, false),
+        ] {
+            settings.query_budget_ms = budget;
+            match settings.check() {
+                Ok(()) => assert!(accepted, "{budget} was accepted"),
+                Err(error) => {
+                    assert!(!accepted, "{budget}: {error}");
+                    assert!(error.to_string().contains("EYE_QUERY_BUDGET_MS"), "{error}");
+                }
+            }
+        }
     }
 }

@@ -71,8 +71,9 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     match settings.database_url.as_deref() {
         None => {
             let data_dir = &settings.data_dir;
-            let store = SqliteStore::open(data_dir)
+            let mut store = SqliteStore::open(data_dir)
                 .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+            store.set_query_budget(settings.query_budget());
             Ok(Arc::new(store))
         }
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
@@ -83,6 +84,9 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
             if let Some(seconds) = settings.partition_interval_seconds() {
                 store.set_partition_interval(seconds);
             }
+            store
+                .set_query_budget(settings.query_budget())
+                .context("connecting the query pool")?;
             Ok(Arc::new(store))
         }
         Some(other) => anyhow::bail!(

@@ -53,6 +53,10 @@ pub enum StoreError {
     InvalidState(String),
     #[error("store task failed: {0}")]
     Task(String),
+    /// A read ran past the query budget (each back end's `set_query_budget`) and was
+    /// stopped.
+    #[error("the query ran past the query budget and was stopped")]
+    OverBudget,
     #[error("store IO failed: {0}")]
     Io(#[from] std::io::Error),
 }

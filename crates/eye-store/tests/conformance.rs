@@ -47,16 +47,30 @@ fn skip(what: &str) {
 }
 
 fn sqlite() -> Backend {
+    sqlite_with(None)
+}
+
+/// The embedded store, its reads bounded by `budget` when one is given.
+fn sqlite_with(budget: Option<std::time::Duration>) -> Backend {
     let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(dir.path()).unwrap();
+    if let Some(budget) = budget {
+        store.set_query_budget(budget);
+    }
     Backend {
         name: "sqlite",
-        store: Arc::new(SqliteStore::open(dir.path()).unwrap()),
+        store: Arc::new(store),
         schema: None,
         _dir: Some(dir),
     }
 }
 
 async fn postgres() -> Option<Backend> {
+    postgres_with(None).await
+}
+
+/// The PostgreSQL store, its reads bounded by `budget` when one is given.
+async fn postgres_with(budget: Option<std::time::Duration>) -> Option<Backend> {
     let url = std::env::var("EYE_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let (client, connection) = match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
@@ -88,9 +102,12 @@ async fn postgres() -> Option<Backend> {
         .batch_execute(&format!("CREATE SCHEMA {schema}"))
         .await
         .unwrap();
-    let store = PgStore::connect(&eye_store::postgres::in_schema(&url, &schema))
+    let mut store = PgStore::connect(&eye_store::postgres::in_schema(&url, &schema))
         .await
         .unwrap();
+    if let Some(budget) = budget {
+        store.set_query_budget(budget).unwrap();
+    }
     Some(Backend {
         name: "postgres",
         store: Arc::new(store),
@@ -340,6 +357,72 @@ async fn filters_by_type_application_time_and_payload_select_the_same_events() {
             .0;
         let ids: Vec<_> = sessions.iter().map(|s| s.session_id.as_str()).collect();
         assert_eq!(ids, ["c", "b", "a"], "{name}: most recently active first");
+        backend.clean_up().await;
+    }
+}
+
+#[tokio::test]
+async fn a_read_past_the_query_budget_is_stopped_and_says_so_but_an_export_is_not() {
+    let budget = Some(std::time::Duration::from_millis(1));
+    let mut all = vec![sqlite_with(budget)];
+    all.extend(postgres_with(budget).await);
+    for backend in all {
+        let (store, name) = (backend.store.as_ref(), backend.name);
+        let web = app(store, "web").await;
+        // Enough events that a payload filter matching none of them scans for well
+        // over a millisecond.
+        for chunk in 0..10 {
+            let batch = (0..5_000)
+                .map(|i| {
+                    let n = chunk * 5_000 + i;
+                    let data = format!(r#"{{"path":"/p{n}","form":{{"name":"x{n}"}}}}"#);
+                    stored(
+                        web,
+                        incoming(&format!("s{}", n % 500), "view", n, &data, None),
+                    )
+                })
+                .collect();
+            write(store, batch).await;
+        }
+        let nothing = EventQuery {
+            data: vec![DataFilter {
+                path: vec!["path".into()],
+                value: "/nomatch".into(),
+            }],
+            limit: 10,
+            ..Default::default()
+        };
+        let answer = store.events(nothing.clone()).await;
+        assert!(
+            matches!(answer, Err(StoreError::OverBudget)),
+            "{name}: {:?}",
+            answer.map(|page| page.items.len())
+        );
+        // The reader it ran on is fine afterwards: a quick read still answers.
+        let one = EventQuery {
+            session_id: Some("s1".into()),
+            limit: 1,
+            ..Default::default()
+        };
+        assert_eq!(store.events(one).await.unwrap().items.len(), 1, "{name}");
+        // An export is not bounded: it streams every match, however long it takes.
+        let everything = EventQuery {
+            limit: 1,
+            ..Default::default()
+        };
+        let (sender, mut receiver) = tokio::sync::mpsc::channel(4);
+        let encode: RowEncoder = Box::new(|_, buffer: &mut Vec<u8>| buffer.push(b'.'));
+        let export = store.export_events(everything, None, encode, sender);
+        let count = async {
+            let mut dots = 0;
+            while let Some(chunk) = receiver.recv().await {
+                dots += chunk.len();
+            }
+            dots
+        };
+        let (exported, dots) = tokio::join!(export, count);
+        exported.unwrap();
+        assert_eq!(dots, 50_000, "{name}");
         backend.clean_up().await;
     }
 }

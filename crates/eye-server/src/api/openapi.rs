@@ -121,6 +121,16 @@ const IDENTIFIER: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-
 /// Free text in a query: anything but U+0000 (PostgreSQL cannot hold it).
 const NO_NUL: &str = r"^[^\x00]*$";
 
+/// The read endpoints a query budget bounds.
+const BUDGETED: [&str; 6] = [
+    "/events",
+    "/sessions",
+    "/sessions/{id}",
+    "/stats",
+    "/errors",
+    "/errors/summary",
+];
+
 fn constrain(document: &mut Value) {
     let reasons: Vec<&str> = REASON_CODES.iter().map(|(code, _)| *code).collect();
     let statuses: Vec<&str> = RefusedStatus::ALL.iter().map(|s| s.as_str()).collect();
@@ -129,6 +139,21 @@ fn constrain(document: &mut Value) {
             let Some(item) = item.as_object_mut() else {
                 continue;
             };
+            // The reads bounded by the query budget (`StoreError::OverBudget`).
+            if BUDGETED.contains(&path.as_str())
+                && let Some(responses) = item
+                    .get_mut("get")
+                    .and_then(|get| get.get_mut("responses"))
+                    .and_then(Value::as_object_mut)
+            {
+                responses.insert(
+                    "422".into(),
+                    json!({
+                        "description": "The query did not finish within the query budget (`query_over_budget`): narrow it",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+                    }),
+                );
+            }
             for operation in item.values_mut() {
                 let Some(parameters) = operation
                     .get_mut("parameters")
@@ -234,6 +259,7 @@ mod tests {
         let document = document();
         let limit = &document["paths"]["/audit"]["get"]["parameters"][0]["schema"];
         assert_eq!(limit["maximum"], 1000, "{limit}");
+        assert!(document["paths"]["/events"]["get"]["responses"]["422"].is_object());
         assert_eq!(
             document["components"]["schemas"]["CreateToken"]["properties"]["scope"]["enum"],
             json!(["ingest", "read", "admin"])

@@ -117,6 +117,13 @@ impl From<eye_store::StoreError> for ApiError {
             StoreError::InvalidState(_) => {
                 ApiError::new(StatusCode::CONFLICT, "invalid_state", error.to_string())
             }
+            // Valid, but too broad to answer in time: the client must narrow it.
+            StoreError::OverBudget => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "query_over_budget",
+                "the query did not finish within the query budget (EYE_QUERY_BUDGET_MS) and was stopped: \
+                 narrow it with `session_id`, with `category` and `name`, or with a shorter `from`-`to` range",
+            ),
             other => ApiError::internal(other),
         }
     }
@@ -144,4 +151,17 @@ pub fn panicked(panic: Box<dyn std::any::Any + Send>) -> Response {
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".to_owned());
     ApiError::internal(format!("handler panicked: {message}")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_query_over_budget_is_a_422_that_says_how_to_narrow_it() {
+        let error = ApiError::from(eye_store::StoreError::OverBudget);
+        assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(error.code, "query_over_budget");
+        assert!(error.message.contains("category"), "{}", error.message);
+    }
 }

@@ -8,7 +8,7 @@ pub(super) async fn sessions(
     store: &PgStore,
     query: SessionQuery,
 ) -> Result<(Vec<SessionSummary>, Option<SessionCursor>)> {
-    let client = store.client().await?;
+    let client = store.reader().await?;
     let mut sql = Sql::new(&format!(
         "SELECT {SESSION_COLUMNS} FROM sessions s WHERE TRUE"
     ));
@@ -45,7 +45,7 @@ pub(super) async fn sessions(
 }
 
 pub(super) async fn stats(store: &PgStore, query: StatsQuery) -> Result<Vec<StatsRow>> {
-    let client = store.client().await?;
+    let client = store.reader().await?;
     let (from, first_whole, end_whole, to) = split_range(&query);
     let mut tallies: Vec<Tally> = Vec::new();
     let edges = if first_whole < end_whole {

@@ -133,7 +133,7 @@ pub(super) fn session_from_row(row: &Row) -> SessionSummary {
 #[async_trait::async_trait]
 impl EventReads for PgStore {
     async fn events(&self, query: EventQuery) -> Result<Page<StoredEvent>> {
-        query_events(&self.client().await?, &query).await
+        query_events(&self.reader().await?, &query).await
     }
 
     async fn export_events(
@@ -175,7 +175,7 @@ impl EventReads for PgStore {
     }
 
     async fn session(&self, session_id: &str) -> Result<Option<SessionSummary>> {
-        let client = self.client().await?;
+        let client = self.reader().await?;
         let row = client
             .query_opt(
                 &format!("SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.session_id = $1"),

@@ -106,6 +106,10 @@ impl Sql {
 
 fn database(error: tokio_postgres::Error) -> StoreError {
     match error.as_db_error() {
+        // `statement_timeout` of the read pool (`set_query_budget`).
+        Some(db) if db.code() == &tokio_postgres::error::SqlState::QUERY_CANCELED => {
+            StoreError::OverBudget
+        }
         Some(db) => StoreError::Database(format!("{} ({})", db.message(), db.code().code())),
         None => StoreError::Database(error.to_string()),
     }
@@ -113,6 +117,20 @@ fn database(error: tokio_postgres::Error) -> StoreError {
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
+}
+
+fn pool(config: tokio_postgres::Config) -> Result<Pool> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(16)
+        .build()
+        .map_err(|e| StoreError::Database(e.to_string()))
 }
 
 /// `database_url` with its connections' `search_path` set to `schema`: a store of its
@@ -124,6 +142,11 @@ pub fn in_schema(database_url: &str, schema: &str) -> String {
 
 pub struct PgStore {
     pool: Pool,
+    /// Connections for analysts' reads, each statement bounded by the query budget
+    /// (`statement_timeout`); without a budget, reads use `pool`.
+    reads: Option<Pool>,
+    /// The connection settings, for `reads`.
+    config: tokio_postgres::Config,
     /// `store_meta`'s `legacy_v7_client_ids_until_ms`, read once at connect: only the
     /// migration that upgrades a store writes it, and `connect` migrates first.
     legacy_until: Option<i64>,
@@ -146,19 +169,11 @@ impl PgStore {
         if let Some(password) = password {
             config.password(password);
         }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(16)
-            .build()
-            .map_err(|e| StoreError::Database(e.to_string()))?;
+        let pool = pool(config.clone())?;
         let mut store = PgStore {
             pool,
+            reads: None,
+            config,
             legacy_until: None,
             partitions: partitions::Partitions::new(86_400),
         };
@@ -184,6 +199,32 @@ impl PgStore {
             partitions::MAX_INTERVAL_SECONDS,
         );
         self.partitions = partitions::Partitions::new(seconds);
+    }
+
+    /// Bounds each statement of the analysts' reads (pages, sessions, counts, refused
+    /// events) to `budget`: one that runs longer is cancelled by PostgreSQL and
+    /// answers [`StoreError::OverBudget`]. Exports and writes are not bounded.
+    pub fn set_query_budget(&mut self, budget: std::time::Duration) -> Result<()> {
+        let mut config = self.config.clone();
+        let options = format!(
+            "{} -c statement_timeout={}",
+            config.get_options().unwrap_or_default(),
+            budget.as_millis().max(1)
+        );
+        config.options(options.trim());
+        self.reads = Some(pool(config)?);
+        Ok(())
+    }
+
+    /// A connection for an analyst's read: within the query budget when there is one.
+    async fn reader(&self) -> Result<deadpool_postgres::Object> {
+        match &self.reads {
+            Some(reads) => reads
+                .get()
+                .await
+                .map_err(|e| StoreError::Database(format!("no database connection: {e}"))),
+            None => self.client().await,
+        }
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {

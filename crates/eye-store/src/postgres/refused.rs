@@ -84,7 +84,7 @@ pub(super) async fn get_error(
 #[async_trait::async_trait]
 impl RefusedEvents for PgStore {
     async fn refused_events(&self, query: RefusedQuery) -> Result<Page<RefusedEvent>> {
-        let client = self.client().await?;
+        let client = self.reader().await?;
         let mut sql = Sql::new(&format!(
             "SELECT {ERROR_COLUMNS} FROM errors r JOIN apps a ON a.id = r.app_id WHERE TRUE"
         ));
@@ -110,7 +110,7 @@ impl RefusedEvents for PgStore {
     }
 
     async fn refused_summary(&self, filter: RefusedFilter) -> Result<RefusedSummary> {
-        let client = self.client().await?;
+        let client = self.reader().await?;
         let mut sql = Sql::new(
             "SELECT r.reason, r.category, r.name, count(*)::int8
              FROM errors r JOIN apps a ON a.id = r.app_id WHERE TRUE",

@@ -266,8 +266,12 @@ impl EventReads for SqliteStore {
         sink: tokio::sync::mpsc::Sender<Vec<u8>>,
     ) -> Result<()> {
         let max_events = max_events.unwrap_or(u64::MAX);
-        self.read_with(move |conn| export_events(conn, query, max_events, &mut encode, &sink))
-            .await
+        // An export streams for as long as it has events to send: not bounded by the
+        // query budget, which is for answers that come whole.
+        self.read_within(None, move |conn| {
+            export_events(conn, query, max_events, &mut encode, &sink)
+        })
+        .await
     }
 
     async fn sessions(

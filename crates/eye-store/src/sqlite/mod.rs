@@ -59,7 +59,13 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// How long one read may run before SQLite is told to stop it (none: unbounded).
+    budget: Option<Duration>,
 }
+
+/// SQLite virtual-machine steps between two looks at a read's deadline: a few
+/// microseconds of work, so a read stops within a millisecond of its budget.
+const BUDGET_CHECK_STEPS: i32 = 10_000;
 
 fn connect(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
@@ -110,7 +116,14 @@ impl SqliteStore {
             path,
             writer: Arc::new(Mutex::new(writer)),
             readers: Arc::new(Mutex::new(Vec::new())),
+            budget: None,
         })
+    }
+
+    /// Bounds every read (a page, a chunk of an export, a count) to `budget`: one that
+    /// runs longer is stopped and answers [`StoreError::OverBudget`].
+    pub fn set_query_budget(&mut self, budget: Duration) {
+        self.budget = Some(budget);
     }
 
     async fn write_with<T, F>(&self, f: F) -> Result<T>
@@ -129,7 +142,17 @@ impl SqliteStore {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
+    /// Runs `f` on a reader connection, within the query budget.
     async fn read_with<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.read_within(self.budget, f).await
+    }
+
+    /// Runs `f` on a reader connection, stopped after `budget` if one is given.
+    async fn read_within<T, F>(&self, budget: Option<Duration>, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
@@ -138,11 +161,36 @@ impl SqliteStore {
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
             let pooled = readers.lock().ok().and_then(|mut r| r.pop());
-            let conn = match pooled {
+            let mut conn = match pooled {
                 Some(conn) => conn,
                 None => connect(&path)?,
             };
-            let result = f(&conn);
+            let result = match budget {
+                None => f(&conn),
+                Some(budget) => {
+                    let deadline = std::time::Instant::now() + budget;
+                    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let flag = Arc::clone(&stopped);
+                    conn.progress_handler(
+                        BUDGET_CHECK_STEPS,
+                        Some(move || {
+                            let over = std::time::Instant::now() >= deadline;
+                            if over {
+                                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            over
+                        }),
+                    )?;
+                    let result = f(&conn);
+                    // The connection goes back to the pool: it must not keep this deadline.
+                    conn.progress_handler(BUDGET_CHECK_STEPS, None::<fn() -> bool>)?;
+                    if stopped.load(std::sync::atomic::Ordering::Relaxed) && result.is_err() {
+                        Err(StoreError::OverBudget)
+                    } else {
+                        result
+                    }
+                }
+            };
             if let Ok(mut idle) = readers.lock()
                 && idle.len() < IDLE_READERS
             {
