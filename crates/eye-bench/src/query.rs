@@ -325,6 +325,10 @@ async fn measure(server: &ServerProcess, options: &Options) -> anyhow::Result<()
             "`name` without `category`",
             format!("/events?name={}", NAMES[1][2].replace(' ', "+")),
         ),
+        (
+            "`name` without `category`, a name no event has",
+            "/events?name=no+such+name".to_owned(),
+        ),
     ];
     for (what, path) in shapes {
         let mut samples = Vec::new();

@@ -54,6 +54,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0006_store_meta.sql"),
     include_str!("../../migrations/postgres/0007_lifecycle.sql"),
     include_str!("../../migrations/postgres/0008_partitioned_events.sql"),
+    include_str!("../../migrations/postgres/0009_events_by_name.sql"),
 ];
 
 /// Serializes migrations between processes starting at once.

@@ -50,6 +50,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0008_session_index.sql"),
     include_str!("../../migrations/sqlite/0009_store_meta.sql"),
     include_str!("../../migrations/sqlite/0010_lifecycle.sql"),
+    include_str!("../../migrations/sqlite/0011_events_by_name.sql"),
 ];
 
 /// Readers kept open between queries; more may be opened under load and are closed after.

@@ -338,3 +338,32 @@ fn ascending_micros(second: i64) -> i64 {
         .as_micros()
         + second * 1_000_000
 }
+
+/// The query plan of `query`'s first page, as SQLite's `EXPLAIN QUERY PLAN` gives it.
+async fn plan(store: &SqliteStore, query: EventQuery) -> String {
+    store
+        .read_with(move |conn| {
+            let (sql, params) = events::events_sql(&query, 100);
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(params), |row| {
+                row.get::<_, String>(3)
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?.join("\n"))
+        })
+        .await
+        .expect("plan")
+}
+
+// `name` alone walked every event newest first until it had a page (1.64 s on 10M
+// events for a name no event has): it has an index of its own.
+#[tokio::test]
+async fn a_name_without_a_category_is_found_through_its_index() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let by_name = EventQuery {
+        name: Some("pageview".into()),
+        ..Default::default()
+    };
+    let plan = plan(&store, by_name).await;
+    assert!(plan.contains("events_by_name"), "{plan}");
+}

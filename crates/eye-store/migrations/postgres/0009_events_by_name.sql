@@ -1,0 +1,4 @@
+-- Events of one name in time order, whatever their category: `GET /events?name=...`
+-- without `category` otherwise walks every event newest first until it has a page.
+-- On the partitioned table it is made on every partition, and on new ones.
+CREATE INDEX events_by_name ON events (name, ts, seq, pk);
