@@ -18,7 +18,7 @@ use eye_pipeline::{Checker, Worker};
 
 use crate::config::Settings;
 use crate::http::error;
-use crate::http::telemetry::{Metrics, Samples};
+use crate::http::telemetry::Metrics;
 use crate::http::tokens::Authenticator;
 use crate::state::{AppState, Shared};
 
@@ -177,7 +177,6 @@ impl Application {
         let state = AppState::new(Shared {
             origins: crate::http::cors::OriginPolicy::new(store.clone()),
             rate_limiter,
-            samples: Arc::new(Samples::default()),
             auth: Arc::new(Authenticator::new(store.clone())),
             metrics,
             checker,
@@ -237,16 +236,6 @@ impl Application {
             }
             Role::Api => None,
         };
-        let sampler = match role {
-            Role::All | Role::Api => {
-                Some(tokio::spawn(crate::http::telemetry::sample_until_stopped(
-                    state.metrics.clone(),
-                    state.samples.clone(),
-                    stop_worker.subscribe(),
-                )))
-            }
-            Role::Worker => None,
-        };
         let metrics = state.metrics.clone();
         let app = match role {
             Role::All | Role::Api => router(state),
@@ -257,9 +246,6 @@ impl Application {
         crate::http::serve::serve(listener, app, header_read_timeout, shutdown).await;
 
         let _ = stop_worker.send(true);
-        if let Some(sampler) = sampler {
-            let _ = sampler.await;
-        }
         if let Some(lifecycle) = lifecycle {
             // A chunk in progress finishes; what is left resumes at the next start.
             let _ = tokio::time::timeout(deadline, lifecycle).await;

@@ -11,7 +11,7 @@ use eye_store::Store;
 use crate::config::Settings;
 use crate::http::cors::OriginPolicy;
 use crate::http::rate_limit::RateLimiter;
-use crate::http::telemetry::{Metrics, Samples};
+use crate::http::telemetry::Metrics;
 use crate::http::tokens::Authenticator;
 
 /// What every handler can reach. One `Arc` around it all, so that handing the state to
@@ -44,6 +44,4 @@ pub struct Shared {
     pub origins: OriginPolicy,
     /// Per-application ingest limits; `None` when no rate is configured.
     pub rate_limiter: Option<RateLimiter>,
-    /// The last hour of counter readings, for the admin dashboard's chart.
-    pub samples: Arc<Samples>,
 }

@@ -173,12 +173,40 @@ pub struct RefusedEvent {
     pub status: RefusedStatus,
 }
 
+/// The query of `refused_per_bucket`, the same text for both back ends (`$1` from,
+/// `$2` to, `$3` the bucket, in microseconds): bucket, application, count.
+pub(crate) const REFUSED_PER_BUCKET_SQL: &str = "
+    WITH span AS (SELECT CAST($1 AS BIGINT) AS lo, CAST($2 AS BIGINT) AS hi,
+                         CAST($3 AS BIGINT) AS step)
+    SELECT (r.received_at / span.step) * span.step AS b, a.name, count(*)
+    FROM span, errors r JOIN apps a ON a.id = r.app_id
+    WHERE r.received_at >= span.lo AND r.received_at < span.hi AND r.status <> 'warning'
+    GROUP BY b, a.name ORDER BY b, a.name";
+
+/// One bucket's refused events of one application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedInBucket {
+    pub bucket: Timestamp,
+    pub app: String,
+    pub count: i64,
+}
+
 /// The store of refused events (the "error store"): listed, counted, dismissed, reprocessed.
 #[async_trait::async_trait]
 pub trait RefusedEvents: Send + Sync {
     async fn refused_events(&self, query: RefusedQuery) -> Result<Page<RefusedEvent>>;
     async fn refused_event(&self, key: RefusedKey) -> Result<Option<RefusedEvent>>;
     async fn refused_summary(&self, filter: RefusedFilter) -> Result<RefusedSummary>;
+    /// Events refused (shadow-mode warnings aside: those were stored) with their
+    /// reception in `[from, to)`, per `bucket` (UTC) and application, oldest first;
+    /// buckets with none are absent. The dashboard's chart, from the store, so that it
+    /// survives restarts and agrees across a fleet.
+    async fn refused_per_bucket(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        bucket: crate::Bucket,
+    ) -> Result<Vec<RefusedInBucket>>;
     /// Sets an error's status to `dismissed`; `NotFound` when there is no such error.
     async fn dismiss_refused(&self, key: RefusedKey) -> Result<RefusedEvent>;
     /// Up to `limit` open errors matching `filter` with a number above `after_id`,

@@ -803,6 +803,57 @@ async fn refused_records_expire_by_their_reception_time() {
 }
 
 #[tokio::test]
+async fn refused_events_are_counted_per_bucket_and_application_by_their_reception() {
+    for backend in backends().await {
+        let (store, name) = (backend.store.as_ref(), backend.name);
+        let web = app(store, "web").await;
+        let shop = app(store, "shop").await;
+        let received = |app_id: i64, session: &str, second: i64| {
+            let mut record = refused(app_id, session);
+            if let Processed::Refused { received_at, .. } = &mut record {
+                *received_at = at(second);
+            }
+            record
+        };
+        write(
+            store,
+            vec![
+                received(web, "a", 0),
+                received(web, "b", 59),
+                received(shop, "c", 30),
+                received(web, "d", 60),
+                received(web, "e", 180), // past `to`
+            ],
+        )
+        .await;
+        let counts = store
+            .refused_per_bucket(
+                Timestamp::from_micros(at(0)),
+                Timestamp::from_micros(at(180)),
+                eye_store::Bucket::Minute,
+            )
+            .await
+            .unwrap();
+        let counts: Vec<(i64, &str, i64)> = counts
+            .iter()
+            .map(|c| {
+                (
+                    (c.bucket.as_micros() - at(0)) / 1_000_000,
+                    c.app.as_str(),
+                    c.count,
+                )
+            })
+            .collect();
+        assert_eq!(
+            counts,
+            [(0, "shop", 1), (0, "web", 2), (60, "web", 1)],
+            "{name}"
+        );
+        backend.clean_up().await;
+    }
+}
+
+#[tokio::test]
 async fn an_erasure_removes_a_session_everywhere_and_drops_what_was_queued_before_it() {
     for backend in backends().await {
         let (store, name) = (backend.store.as_ref(), backend.name);

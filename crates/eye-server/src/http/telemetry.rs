@@ -3,9 +3,7 @@
 //! Counters are plain atomics behind `prometheus-client`; the queue depth and the
 //! process memory are read when scraped, so they cost nothing between scrapes.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use eye_pipeline::PipelineMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -16,7 +14,6 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use eye_queue::Queue;
-use tokio::sync::watch;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -241,92 +238,9 @@ impl Metrics {
     }
 }
 
-/// How often the admin dashboard's counters are sampled.
-pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
-/// One hour of samples.
-const KEPT: usize = 720;
-
-#[derive(Debug, Clone, Copy)]
-struct Sample {
-    at_secs: f64,
-    accepted: u64,
-    stored: u64,
-    refused: u64,
-}
-
-/// The last hour of this process's counter readings, for the admin dashboard's chart.
-#[derive(Default)]
-pub struct Samples(Mutex<VecDeque<Sample>>);
-
-impl Samples {
-    fn push(&self, sample: Sample) {
-        let mut ring = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if ring.len() == KEPT {
-            ring.pop_front();
-        }
-        ring.push_back(sample);
-    }
-
-    /// Per-second rates between consecutive samples: `[times, accepted, stored, refused]`.
-    pub fn rates(&self) -> [Vec<f64>; 4] {
-        let ring = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let mut series: [Vec<f64>; 4] = Default::default();
-        for (before, after) in ring.iter().zip(ring.iter().skip(1)) {
-            let seconds = (after.at_secs - before.at_secs).max(1e-3);
-            let rate = |a: u64, b: u64| b.saturating_sub(a) as f64 / seconds;
-            series[0].push(after.at_secs.round());
-            series[1].push(rate(before.accepted, after.accepted));
-            series[2].push(rate(before.stored, after.stored));
-            series[3].push(rate(before.refused, after.refused));
-        }
-        series
-    }
-}
-
-/// Reads the counters into `samples` every [`SAMPLE_EVERY`] until shutdown.
-pub async fn sample_until_stopped(
-    metrics: Arc<Metrics>,
-    samples: Arc<Samples>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut ticks = tokio::time::interval(SAMPLE_EVERY);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        samples.push(Sample {
-            at_secs: eye_core::Timestamp::now().as_micros() as f64 / 1e6,
-            accepted: metrics.events_accepted.get(),
-            stored: metrics.pipeline.events_stored.get(),
-            refused: metrics.events_refused.get() + metrics.pipeline.refusals_recorded.get(),
-        });
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rates_are_differences_per_second_and_the_ring_keeps_an_hour() {
-        let samples = Samples::default();
-        for i in 0..(KEPT as u64 + 10) {
-            samples.push(Sample {
-                at_secs: i as f64 * 5.0,
-                accepted: i * 50,
-                stored: i * 40,
-                refused: i,
-            });
-        }
-        let [t, accepted, stored, errors] = samples.rates();
-        assert_eq!(t.len(), KEPT - 1);
-        assert!(accepted.iter().all(|r| (*r - 10.0).abs() < 1e-9));
-        assert!(stored.iter().all(|r| (*r - 8.0).abs() < 1e-9));
-        assert!(errors.iter().all(|r| (*r - 0.2).abs() < 1e-9));
-        assert_eq!(*t.last().unwrap(), (KEPT as f64 + 9.0) * 5.0);
-    }
 
     #[test]
     fn paths_get_the_route_the_router_would_match() {

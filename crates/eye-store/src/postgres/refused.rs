@@ -109,6 +109,30 @@ impl RefusedEvents for PgStore {
         get_error(&self.client().await?, key).await
     }
 
+    async fn refused_per_bucket(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        bucket: Bucket,
+    ) -> Result<Vec<RefusedInBucket>> {
+        let client = self.reader().await?;
+        let rows = client
+            .query(
+                crate::refused::REFUSED_PER_BUCKET_SQL,
+                &[&from.as_micros(), &to.as_micros(), &bucket.micros()],
+            )
+            .await
+            .map_err(database)?;
+        Ok(rows
+            .iter()
+            .map(|row| RefusedInBucket {
+                bucket: Timestamp::from_micros(row.get(0)),
+                app: row.get(1),
+                count: row.get(2),
+            })
+            .collect())
+    }
+
     async fn refused_summary(&self, filter: RefusedFilter) -> Result<RefusedSummary> {
         let client = self.reader().await?;
         let mut sql = Sql::new(

@@ -285,6 +285,29 @@ impl RefusedEvents for SqliteStore {
         self.read_with(move |conn| summary(conn, &filter)).await
     }
 
+    async fn refused_per_bucket(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        bucket: Bucket,
+    ) -> Result<Vec<RefusedInBucket>> {
+        self.read_with(move |conn| {
+            let mut stmt = conn.prepare_cached(crate::refused::REFUSED_PER_BUCKET_SQL)?;
+            let rows = stmt.query_map(
+                params![from.as_micros(), to.as_micros(), bucket.micros()],
+                |row| {
+                    Ok(RefusedInBucket {
+                        bucket: Timestamp::from_micros(row.get(0)?),
+                        app: row.get(1)?,
+                        count: row.get(2)?,
+                    })
+                },
+            )?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
     async fn dismiss_refused(&self, key: RefusedKey) -> Result<RefusedEvent> {
         self.write_with(move |conn| dismiss(conn, key)).await
     }

@@ -687,3 +687,67 @@ async fn an_admin_erases_a_session_and_sets_a_retention_from_the_pages() {
     let (_, _, apps) = admin.get("/admin/apps").await;
     assert!(!apps.contains("value=\"30d\""), "cleared");
 }
+
+/// The dashboard's counts come from the store: a restart keeps them, and they are the
+/// numbers `/stats` and `/errors/summary` give for the same range.
+#[tokio::test]
+async fn the_dashboard_counts_from_the_store_across_a_restart_as_stats_does() {
+    let mut app = spawn_app().await;
+    create_user(&app.data_dir, "ops@example.com", "admin", PASSWORD);
+    let now = eye_core::Timestamp::now().to_string();
+    let ahead =
+        eye_core::Timestamp::from_micros(eye_core::Timestamp::now().as_micros() + 3_600_000_000)
+            .to_string();
+    let batch = [
+        crate::helpers::event("dash-a", &now),
+        crate::helpers::event("dash-a", &now),
+        crate::helpers::event("dash-b", &now),
+        // An hour ahead: the worker refuses it (future_timestamp), the error store keeps it.
+        crate::helpers::event("dash-c", &ahead),
+    ];
+    let verdicts = app.post_batch(&batch).await;
+    app.wait_for_event(
+        "dash-b",
+        &crate::helpers::verdict_id(&verdicts[2]),
+        crate::helpers::WAIT,
+    )
+    .await;
+    app.wait_for_errors(1, crate::helpers::WAIT).await;
+
+    assert!(app.terminate(Duration::from_secs(10)), "a clean stop");
+    app.start();
+    let mut admin = Browser::new(&app);
+    admin.log_in("ops@example.com", PASSWORD).await;
+    let (status, _, body) = admin.get("/admin/dashboard.json?range=24h").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let figures: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(figures["totals"]["stored"], 3, "{figures}");
+    assert_eq!(figures["totals"]["refused"], 1, "{figures}");
+    assert_eq!(figures["totals"]["ingested"], 4, "{figures}");
+    assert_eq!(figures["t"].as_array().unwrap().len(), 24, "hourly buckets");
+    assert_eq!(
+        figures["by_app"],
+        json!([{"app": "web", "stored": 3, "refused": 1}])
+    );
+    // The same range through the API.
+    let (from, to) = (
+        figures["from"].as_str().unwrap(),
+        figures["to"].as_str().unwrap(),
+    );
+    let stats = app
+        .get_json(&format!("/stats?from={}&to={}", encode(from), encode(to)))
+        .await;
+    assert_eq!(stats["total"], figures["totals"]["stored"], "{stats}");
+    let summary = app
+        .get_json(&format!(
+            "/errors/summary?from={}&to={}",
+            encode(from),
+            encode(to)
+        ))
+        .await;
+    assert_eq!(summary["total"], figures["totals"]["refused"], "{summary}");
+
+    let (status, _, body) = admin.get("/admin/dashboard.json?range=1y").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("range"), "{body}");
+}
