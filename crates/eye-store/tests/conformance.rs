@@ -398,14 +398,9 @@ async fn a_read_past_the_query_budget_is_stopped_and_says_so_but_an_export_is_no
             "{name}: {:?}",
             answer.map(|page| page.items.len())
         );
-        // The reader it ran on is fine afterwards: a quick read still answers.
-        let one = EventQuery {
-            session_id: Some("s1".into()),
-            limit: 1,
-            ..Default::default()
-        };
-        assert_eq!(store.events(one).await.unwrap().items.len(), 1, "{name}");
-        // An export is not bounded: it streams every match, however long it takes.
+        // An export is not bounded: it streams every match, however long it takes. (On
+        // SQLite it gets the reader the stopped query left, the last one pooled: so
+        // that reader no longer carries the stopped query's deadline.)
         let everything = EventQuery {
             limit: 1,
             ..Default::default()

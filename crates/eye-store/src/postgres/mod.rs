@@ -141,6 +141,10 @@ pub fn in_schema(database_url: &str, schema: &str) -> String {
     format!("{database_url}{separator}options=-csearch_path%3D{schema}")
 }
 
+/// Connections for analysts' queries (`set_query_budget`): more queries wait, so heavy
+/// ones cannot take every connection (and the database's cores) from the workers.
+pub const QUERY_CONNECTIONS: usize = 4;
+
 pub struct PgStore {
     pool: Pool,
     /// Connections for analysts' reads, each statement bounded by the query budget
@@ -213,7 +217,10 @@ impl PgStore {
             budget.as_millis().max(1)
         );
         config.options(options.trim());
-        self.reads = Some(pool(config)?);
+        // At most this many analysts' queries at once; more wait for a connection.
+        let reads = pool(config)?;
+        reads.resize(QUERY_CONNECTIONS);
+        self.reads = Some(reads);
         Ok(())
     }
 

@@ -255,7 +255,8 @@ pub(super) fn query_session(conn: &Connection, session_id: &str) -> Result<Optio
 #[async_trait::async_trait]
 impl EventReads for SqliteStore {
     async fn events(&self, query: EventQuery) -> Result<Page<StoredEvent>> {
-        self.read_with(move |conn| query_events(conn, &query)).await
+        self.query_with(move |conn| query_events(conn, &query))
+            .await
     }
 
     async fn export_events(
@@ -268,28 +269,26 @@ impl EventReads for SqliteStore {
         let max_events = max_events.unwrap_or(u64::MAX);
         // An export streams for as long as it has events to send: not bounded by the
         // query budget, which is for answers that come whole.
-        self.read_within(None, move |conn| {
-            export_events(conn, query, max_events, &mut encode, &sink)
-        })
-        .await
+        self.read_with(move |conn| export_events(conn, query, max_events, &mut encode, &sink))
+            .await
     }
 
     async fn sessions(
         &self,
         query: SessionQuery,
     ) -> Result<(Vec<SessionSummary>, Option<SessionCursor>)> {
-        self.read_with(move |conn| analytics::sessions(conn, &query))
+        self.query_with(move |conn| analytics::sessions(conn, &query))
             .await
     }
 
     async fn stats(&self, query: StatsQuery) -> Result<Vec<StatsRow>> {
-        self.read_with(move |conn| analytics::stats(conn, &query))
+        self.query_with(move |conn| analytics::stats(conn, &query))
             .await
     }
 
     async fn session(&self, session_id: &str) -> Result<Option<SessionSummary>> {
         let session_id = session_id.to_owned();
-        self.read_with(move |conn| query_session(conn, &session_id))
+        self.query_with(move |conn| query_session(conn, &session_id))
             .await
     }
 

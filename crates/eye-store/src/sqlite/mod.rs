@@ -60,9 +60,15 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Mutex<Vec<Connection>>>,
-    /// How long one read may run before SQLite is told to stop it (none: unbounded).
+    /// How long one query may run before SQLite is told to stop it (none: unbounded).
     budget: Option<Duration>,
+    /// Analysts' queries running at once (`query_with`).
+    query_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Analysts' queries that run at once on the embedded store; more wait. Two: on the
+/// two cores this is measured on, the worker and the API keep a core between them.
+pub const QUERY_SLOTS: usize = 2;
 
 /// SQLite virtual-machine steps between two looks at a read's deadline: a few
 /// microseconds of work, so a read stops within a millisecond of its budget.
@@ -118,11 +124,13 @@ impl SqliteStore {
             writer: Arc::new(Mutex::new(writer)),
             readers: Arc::new(Mutex::new(Vec::new())),
             budget: None,
+            query_slots: Arc::new(tokio::sync::Semaphore::new(QUERY_SLOTS)),
         })
     }
 
-    /// Bounds every read (a page, a chunk of an export, a count) to `budget`: one that
-    /// runs longer is stopped and answers [`StoreError::OverBudget`].
+    /// Bounds every analyst's query (a page, a session, counts, refused events) to
+    /// `budget`: one that runs longer is stopped and answers [`StoreError::OverBudget`].
+    /// Exports and the store's own lookups are not bounded.
     pub fn set_query_budget(&mut self, budget: Duration) {
         self.budget = Some(budget);
     }
@@ -143,13 +151,39 @@ impl SqliteStore {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
-    /// Runs `f` on a reader connection, within the query budget.
+    /// Runs `f` on a reader connection: the store's own lookups (tokens, types,
+    /// applications), never bounded, never queued behind analysts' queries.
     async fn read_with<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        self.read_within(self.budget, f).await
+        self.read_within(None, f).await
+    }
+
+    /// Runs an analyst's query (a page, a session, counts, refused events): within the
+    /// query budget, and at most [`QUERY_SLOTS`] at once, so that heavy queries cannot
+    /// take every core from ingest; the others wait for a slot.
+    async fn query_with<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let started = std::time::Instant::now();
+        let slot = self.query_slots.acquire();
+        // The wait for a slot counts against the budget: a query answers within it,
+        // queued or not.
+        let _slot = match self.budget {
+            Some(budget) => tokio::time::timeout(budget, slot)
+                .await
+                .map_err(|_| StoreError::OverBudget)?,
+            None => slot.await,
+        }
+        .map_err(|e| StoreError::Task(e.to_string()))?;
+        let left = self
+            .budget
+            .map(|budget| budget.saturating_sub(started.elapsed()));
+        self.read_within(left, f).await
     }
 
     /// Runs `f` on a reader connection, stopped after `budget` if one is given.

@@ -274,7 +274,7 @@ use super::*;
 #[async_trait::async_trait]
 impl RefusedEvents for SqliteStore {
     async fn refused_events(&self, query: RefusedQuery) -> Result<Page<RefusedEvent>> {
-        self.read_with(move |conn| list(conn, &query)).await
+        self.query_with(move |conn| list(conn, &query)).await
     }
 
     async fn refused_event(&self, key: RefusedKey) -> Result<Option<RefusedEvent>> {
@@ -282,7 +282,7 @@ impl RefusedEvents for SqliteStore {
     }
 
     async fn refused_summary(&self, filter: RefusedFilter) -> Result<RefusedSummary> {
-        self.read_with(move |conn| summary(conn, &filter)).await
+        self.query_with(move |conn| summary(conn, &filter)).await
     }
 
     async fn refused_per_bucket(
@@ -291,7 +291,7 @@ impl RefusedEvents for SqliteStore {
         to: Timestamp,
         bucket: Bucket,
     ) -> Result<Vec<RefusedInBucket>> {
-        self.read_with(move |conn| {
+        self.query_with(move |conn| {
             let mut stmt = conn.prepare_cached(crate::refused::REFUSED_PER_BUCKET_SQL)?;
             let rows = stmt.query_map(
                 params![from.as_micros(), to.as_micros(), bucket.micros()],

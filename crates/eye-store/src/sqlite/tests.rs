@@ -367,3 +367,30 @@ async fn a_name_without_a_category_is_found_through_its_index() {
     let plan = plan(&store, by_name).await;
     assert!(plan.contains("events_by_name"), "{plan}");
 }
+
+// Analysts' queries run at most `QUERY_SLOTS` at once; the wait for a slot counts
+// against the budget, so a query that finds every slot busy answers `OverBudget` in
+// time instead of queueing without end. The store's own lookups take no slot.
+#[tokio::test]
+async fn a_query_waits_for_a_slot_within_its_budget_and_lookups_never_wait() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut store = SqliteStore::open(dir.path()).expect("open");
+    store.set_query_budget(Duration::from_millis(100));
+    store.create_app("web").await.expect("app");
+    let busy = Arc::clone(&store.query_slots)
+        .try_acquire_many_owned(QUERY_SLOTS as u32)
+        .expect("every slot");
+    let started = std::time::Instant::now();
+    let answer = store.events(EventQuery::default()).await;
+    assert!(matches!(answer, Err(StoreError::OverBudget)), "{answer:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // A lookup on the ingest path answers while every slot is taken.
+    let apps = store.list_apps().await.expect("lookup");
+    assert_eq!(apps.len(), 1);
+    drop(busy);
+    assert!(store.events(EventQuery::default()).await.is_ok());
+}
