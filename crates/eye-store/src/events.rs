@@ -75,6 +75,31 @@ pub struct EventQuery {
     pub after: Option<Cursor>,
 }
 
+impl EventQuery {
+    /// A hash of the filters (not the page size or the position): what an API cursor
+    /// is bound to, so that it continues only the query it came from.
+    pub fn scope(&self) -> u64 {
+        let text = |value: &Option<String>| value.as_deref().unwrap_or("\0").as_bytes().to_vec();
+        let time =
+            |value: Option<Timestamp>| value.map_or(i64::MIN, |t| t.as_micros()).to_be_bytes();
+        let mut parts: Vec<Vec<u8>> = vec![
+            text(&self.session_id),
+            text(&self.category),
+            text(&self.name),
+            text(&self.app),
+            time(self.from).to_vec(),
+            time(self.to).to_vec(),
+            vec![matches!(self.order, Order::Asc) as u8],
+        ];
+        for filter in &self.data {
+            parts.push(filter.path.join("\0").into_bytes());
+            parts.push(filter.value.clone().into_bytes());
+        }
+        let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        crate::cursor::fnv1a(&parts)
+    }
+}
+
 /// A stored event borrowed from the store's row, for exports: writing it out copies
 /// nothing and re-validates nothing. The same fields as [`StoredEvent`].
 #[derive(Debug, Clone, Copy)]

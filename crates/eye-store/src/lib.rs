@@ -28,7 +28,7 @@ pub mod sqlite;
 mod testing;
 
 pub use access::*;
-pub use cursor::{Cursor, SessionCursor};
+pub use cursor::{Cursor, ScopedCursorError, SessionCursor};
 pub use events::*;
 pub use lifecycle::{Cutoffs, Erasure, ErasureFilter, ErasureStatus, Lifecycle, Removed};
 pub use postgres::PgStore;

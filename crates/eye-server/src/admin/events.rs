@@ -15,7 +15,7 @@ use super::layout::{
 };
 use super::login::Viewer;
 use crate::http::query::Params;
-use crate::http::query::{PARAMETERS, event_query};
+use crate::http::query::{PARAMETERS, event_query, with_cursor};
 use crate::service::lifecycle;
 use crate::state::AppState;
 
@@ -120,19 +120,22 @@ pub async fn list(
     let cursor = FormData::parse(query.as_deref().unwrap_or_default().as_bytes()).text("cursor");
     let api_query = filters.api_query((!cursor.is_empty()).then_some(cursor.as_str()));
     let parsed = Params::parse(Some(&api_query), &PARAMETERS)
-        .and_then(|params| event_query(&params, PAGE_SIZE));
+        .and_then(|params| with_cursor(&params, event_query(&params, PAGE_SIZE)?));
     let (result, status) = match parsed {
-        Ok(event_query) => match state.store.events(event_query).await {
-            Ok(page) => (Ok(page), StatusCode::OK),
-            Err(error) => return Err(error.into()),
-        },
+        Ok(event_query) => {
+            let scope = event_query.scope();
+            match state.store.events(event_query).await {
+                Ok(page) => (Ok((page, scope)), StatusCode::OK),
+                Err(error) => return Err(error.into()),
+            }
+        }
         Err(error) => (Err(error.message), StatusCode::BAD_REQUEST),
     };
     let body = html! {
         (filter_form(&filters))
         @match &result {
             Err(message) => { (flash("error", message)) }
-            Ok(page) => {
+            Ok((page, scope)) => {
                 @if page.items.is_empty() {
                     p.hint #no-events { "No events match these filters." }
                 } @else {
@@ -143,7 +146,7 @@ pub async fn list(
                         a href={ "/admin/events?" (filters.link(None)) } { "← First page" }
                     }
                     @if let Some(next) = page.next {
-                        a #next-page href={ "/admin/events?" (filters.link(Some(&next.encode()))) } { "Next page →" }
+                        a #next-page href={ "/admin/events?" (filters.link(Some(&next.encode_in(*scope)))) } { "Next page →" }
                     }
                 }
             }

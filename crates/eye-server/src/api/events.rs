@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use crate::api::auth::{Auth, Read};
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::query::{DEFAULT_LIMIT, PARAMETERS, Params, event_query};
+use crate::http::query::{DEFAULT_LIMIT, PARAMETERS, Params, event_query, with_cursor};
 use crate::state::AppState;
 
 /// Export buffers (~256 KiB each, filled by the store's reader) waiting for a slow
@@ -103,12 +103,13 @@ pub async fn list_events(
 ) -> Result<Response, ApiError> {
     let format = negotiate(&headers)?;
     let params = Params::parse(query.as_deref(), &PARAMETERS)?;
-    let event_query = event_query(&params, DEFAULT_LIMIT)?;
+    let event_query = with_cursor(&params, event_query(&params, DEFAULT_LIMIT)?)?;
     if format == Format::Json {
+        let scope = event_query.scope();
         let page = state.store.events(event_query).await?;
         let page = EventsPage {
             events: page.items,
-            next_cursor: page.next.map(|c| c.encode()),
+            next_cursor: page.next.map(|c| c.encode_in(scope)),
         };
         return Ok(Json(page).into_response());
     }

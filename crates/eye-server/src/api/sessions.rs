@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use crate::api::auth::{Auth, Read};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::query::Params;
-use crate::http::query::{DEFAULT_LIMIT, MAX_LIMIT, event_query};
+use crate::http::query::{DEFAULT_LIMIT, MAX_LIMIT, event_query, with_cursor};
 use crate::state::AppState;
 
 #[utoipa::path(
@@ -143,13 +143,14 @@ pub async fn get_session(
     if params.text("order").is_none() {
         query.order = Order::Asc;
     }
-    let order = query.order;
+    let query = with_cursor(&params, query)?;
+    let (order, scope) = (query.order, query.scope());
     let page = state.store.events(query).await?;
     let events = with_gaps(&state, &session_id, page.items, order).await?;
     Ok(Json(SessionTimeline {
         summary,
         events,
-        next_cursor: page.next.map(|c| c.encode()),
+        next_cursor: page.next.map(|c| c.encode_in(scope)),
     }))
 }
 

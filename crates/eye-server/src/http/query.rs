@@ -159,7 +159,8 @@ pub const PARAMETERS: [&str; 10] = [
     "data.*",
 ];
 
-/// The filters shared by `/events` and `/sessions/{id}`.
+/// The filters shared by `/events` and `/sessions/{id}`, without the cursor (see
+/// [`with_cursor`]).
 pub fn event_query(params: &Params, default_limit: u32) -> Result<EventQuery, ApiError> {
     let session_id = params.text("session_id");
     let from = params.time("from")?;
@@ -192,9 +193,22 @@ pub fn event_query(params: &Params, default_limit: u32) -> Result<EventQuery, Ap
         to,
         order,
         limit: params.limit(default_limit, MAX_LIMIT)?,
-        after: params.cursor()?,
+        after: None,
         received_until: None,
     })
+}
+
+/// `query` continued from the `cursor` parameter, which must have been made for the
+/// same filters (see [`EventQuery::scope`]): call it once the query is final.
+pub fn with_cursor(params: &Params, mut query: EventQuery) -> Result<EventQuery, ApiError> {
+    query.after = params
+        .text("cursor")
+        .map(|text| {
+            Cursor::decode_in(&text, query.scope())
+                .map_err(|e| ApiError::bad_parameter("cursor", e.to_string()))
+        })
+        .transpose()?;
+    Ok(query)
 }
 
 /// `data.a.b=v` parameters. Keys may not hold quotes, `?` or backslashes (they would

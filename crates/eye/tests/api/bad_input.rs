@@ -299,3 +299,57 @@ async fn bad_query_parameters_get_400_naming_them() {
         .unwrap();
     expect_error(delete, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
 }
+
+/// A page cursor continues only the query it came from: given to another query, or
+/// changed by hand, it is a 400 that says so.
+#[tokio::test]
+async fn a_cursor_from_another_query_or_changed_by_hand_is_refused() {
+    let app = spawn_app().await;
+    let batch: Vec<Value> = (0..3)
+        .map(|i| event("cursor-s", &format!("2023-01-01T00:00:0{i}Z")))
+        .collect();
+    let verdicts = app.post_batch(&batch).await;
+    app.wait_for_event("cursor-s", &crate::helpers::verdict_id(&verdicts[2]), WAIT)
+        .await;
+    let first = app.get_json("/events?session_id=cursor-s&limit=1").await;
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    // The same filters continue (a different page size is the same query).
+    let next = app
+        .get_json(&format!(
+            "/events?session_id=cursor-s&limit=2&cursor={cursor}"
+        ))
+        .await;
+    assert_eq!(next["events"].as_array().unwrap().len(), 2, "{next}");
+    // Another query.
+    let other = expect_error(
+        app.get(&format!(
+            "/events?category=page+interaction&cursor={cursor}"
+        ))
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_parameter",
+    )
+    .await;
+    assert_eq!(other["error"]["details"]["parameter"], "cursor");
+    assert!(
+        other["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("another query"),
+        "{other}"
+    );
+    // Changed by hand: one hex digit of the position.
+    let mut changed = cursor.clone();
+    let digit = if &cursor[10..11] == "0" { "1" } else { "0" };
+    changed.replace_range(10..11, digit);
+    expect_error(
+        app.get(&format!("/events?session_id=cursor-s&cursor={changed}"))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_parameter",
+    )
+    .await;
+}
