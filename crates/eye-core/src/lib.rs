@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod body;
 pub mod event;
+pub mod field_path;
 pub mod ids;
 pub mod limits;
 pub mod message;
@@ -14,6 +15,7 @@ pub mod schema;
 pub mod timestamp;
 
 pub use event::{EventType, IncomingEvent, SessionId};
+pub use field_path::FieldPath;
 pub use message::{Body, Envelope};
 pub use reason::{Refusal, Violation};
 pub use timestamp::Timestamp;

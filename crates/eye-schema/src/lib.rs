@@ -18,6 +18,9 @@ use jsonschema::Validator;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+mod fields;
+pub use fields::forbidden_field;
+
 /// What happens to an event whose type is not registered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

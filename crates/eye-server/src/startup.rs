@@ -22,6 +22,10 @@ use crate::http::telemetry::Metrics;
 use crate::http::tokens::Authenticator;
 use crate::state::{AppState, Shared};
 
+/// How often a worker looks for indexes another process declared (its own
+/// declarations wake it at once).
+const INDEX_BUILDER_EVERY: Duration = Duration::from_secs(5);
+
 /// The whole HTTP surface of `eye serve` and `eye api`: the JSON API, the admin UI and
 /// the OpenAPI document with Swagger UI.
 pub fn router(state: AppState) -> Router {
@@ -177,6 +181,7 @@ impl Application {
         let state = AppState::new(Shared {
             origins: crate::http::cors::OriginPolicy::new(store.clone()),
             rate_limiter,
+            index_builder: Arc::new(tokio::sync::Notify::new()),
             auth: Arc::new(Authenticator::new(store.clone())),
             metrics,
             checker,
@@ -236,6 +241,17 @@ impl Application {
             }
             Role::Api => None,
         };
+        let index_builder = match role {
+            Role::All | Role::Worker => {
+                Some(tokio::spawn(crate::service::indexes::run_until_stopped(
+                    state.store.clone(),
+                    state.index_builder.clone(),
+                    INDEX_BUILDER_EVERY,
+                    stop_worker.subscribe(),
+                )))
+            }
+            Role::Api => None,
+        };
         let metrics = state.metrics.clone();
         let app = match role {
             Role::All | Role::Api => router(state),
@@ -246,6 +262,10 @@ impl Application {
         crate::http::serve::serve(listener, app, header_read_timeout, shutdown).await;
 
         let _ = stop_worker.send(true);
+        if let Some(index_builder) = index_builder {
+            // A build in progress is not waited for: it is redone at the next start.
+            index_builder.abort();
+        }
         if let Some(lifecycle) = lifecycle {
             // A chunk in progress finishes; what is left resumes at the next start.
             let _ = tokio::time::timeout(deadline, lifecycle).await;

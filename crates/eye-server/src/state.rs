@@ -44,4 +44,6 @@ pub struct Shared {
     pub origins: OriginPolicy,
     /// Per-application ingest limits; `None` when no rate is configured.
     pub rate_limiter: Option<RateLimiter>,
+    /// Wakes this process's builder of indexed fields' indexes (when it runs one).
+    pub index_builder: Arc<tokio::sync::Notify>,
 }

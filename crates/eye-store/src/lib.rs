@@ -17,6 +17,7 @@ mod aggregate;
 mod batch;
 pub mod cursor;
 mod events;
+mod indexes;
 pub mod lifecycle;
 pub mod postgres;
 mod refused;
@@ -30,6 +31,7 @@ mod testing;
 pub use access::*;
 pub use cursor::{Cursor, ScopedCursorError, SessionCursor};
 pub use events::*;
+pub use indexes::{FieldIndexes, IndexState, IndexedField, PendingIndex};
 pub use lifecycle::{Cutoffs, Erasure, ErasureFilter, ErasureStatus, Lifecycle, Removed};
 pub use postgres::PgStore;
 pub use refused::*;
@@ -66,11 +68,18 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// Everything a process needs of its store: each concern is a trait of its own, so
 /// that a module's imports say which part of the store it touches.
 pub trait Store:
-    EventWrites + EventReads + RefusedEvents + EventTypes + Access + Lifecycle + 'static
+    EventWrites + EventReads + RefusedEvents + EventTypes + FieldIndexes + Access + Lifecycle + 'static
 {
 }
 
 impl<T> Store for T where
-    T: EventWrites + EventReads + RefusedEvents + EventTypes + Access + Lifecycle + 'static
+    T: EventWrites
+        + EventReads
+        + RefusedEvents
+        + EventTypes
+        + FieldIndexes
+        + Access
+        + Lifecycle
+        + 'static
 {
 }

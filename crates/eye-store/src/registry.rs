@@ -20,6 +20,8 @@ pub struct EventTypeInfo {
     /// Every version ever set, oldest first.
     pub versions: Vec<i64>,
     pub event_count: i64,
+    /// The payload fields declared indexed, with their indexes' states.
+    pub indexed: Vec<crate::IndexedField>,
 }
 
 /// One version of a type's schema.

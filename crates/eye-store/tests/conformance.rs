@@ -939,3 +939,146 @@ async fn an_applications_own_retention_is_kept_and_cleared() {
         backend.clean_up().await;
     }
 }
+
+// A type's indexed fields: declared, built over the events already stored, found by
+// the same `data.` filters with the same answers, shared between types declaring the
+// same path, and dropped when no type declares them.
+#[tokio::test]
+async fn indexed_fields_are_built_shared_and_answer_as_a_scan_does() {
+    use eye_core::FieldPath;
+    use eye_store::IndexState;
+    for backend in backends().await {
+        let (store, name) = (backend.store.as_ref(), backend.name);
+        let web = app(store, "web").await;
+        let data =
+            |path: &str, n: i64| format!(r#"{{"path":"{path}","form":{{"n":{n},"ok":true}}}}"#);
+        let batch = (0..30)
+            .map(|i| {
+                stored(
+                    web,
+                    incoming(
+                        &format!("s{}", i % 3),
+                        ["pageview", "click"][i as usize % 2],
+                        i,
+                        &data(&format!("/p/{}", i % 5), i % 4),
+                        None,
+                    ),
+                )
+            })
+            .collect();
+        write(store, batch).await;
+        let query = |path: &[&str], value: &str, name: Option<&str>| EventQuery {
+            data: vec![DataFilter {
+                path: path.iter().map(|k| k.to_string()).collect(),
+                value: value.into(),
+            }],
+            category: name.map(|_| "page interaction".to_owned()),
+            name: name.map(str::to_owned),
+            limit: 100,
+            ..EventQuery::default()
+        };
+        let shapes = [
+            query(&["path"], "/p/2", None),
+            query(&["path"], "/p/2", Some("pageview")),
+            query(&["form", "n"], "3", None),
+            query(&["form", "ok"], "true", Some("click")),
+            query(&["path"], "/nomatch", None),
+        ];
+        let mut before = Vec::new();
+        for shape in &shapes {
+            before.push(names(&store.events(shape.clone()).await.unwrap().items));
+        }
+        assert_eq!(before[0].len(), 6, "{name}");
+
+        let pageview = EventType {
+            category: "page interaction".into(),
+            name: "pageview".into(),
+        };
+        let click = EventType {
+            category: "page interaction".into(),
+            name: "click".into(),
+        };
+        let path = FieldPath::parse("/path").unwrap();
+        let n = FieldPath::parse("/form/n").unwrap();
+        let ok = FieldPath::parse("/form/ok").unwrap();
+        let fields = store
+            .set_indexed_fields(&pageview, &[path.clone(), n.clone()])
+            .await
+            .unwrap();
+        assert_eq!(fields.len(), 2, "{name}");
+        assert!(
+            fields.iter().all(|f| f.state == IndexState::Building),
+            "{name}: {fields:?}"
+        );
+        store
+            .set_indexed_fields(&click, &[path.clone(), ok.clone()])
+            .await
+            .unwrap();
+        let pending = store.pending_field_indexes().await.unwrap();
+        assert_eq!(
+            pending.len(),
+            3,
+            "{name}: one index per distinct path: {pending:?}"
+        );
+        for index in &pending {
+            assert!(store.build_field_index(index).await.unwrap(), "{name}");
+            assert!(
+                !store.build_field_index(index).await.unwrap(),
+                "{name}: built once"
+            );
+        }
+        assert!(
+            store.pending_field_indexes().await.unwrap().is_empty(),
+            "{name}"
+        );
+        let info = store.event_type(&pageview).await.unwrap().unwrap();
+        assert_eq!(
+            info.indexed
+                .iter()
+                .map(|f| (f.path.as_str(), f.state))
+                .collect::<Vec<_>>(),
+            [("/form/n", IndexState::Ready), ("/path", IndexState::Ready)],
+            "{name}"
+        );
+        assert!(info.indexed.iter().all(|f| f.ready_at.is_some()), "{name}");
+
+        // Events written after the build are in the index too.
+        write(
+            store,
+            vec![stored(
+                web,
+                incoming("s9", "pageview", 40, &data("/p/2", 3), None),
+            )],
+        )
+        .await;
+        for (shape, before) in shapes.iter().zip(&before) {
+            let mut expected = before.clone();
+            let fresh = store.events(shape.clone()).await.unwrap().items;
+            if fresh.iter().any(|e| e.session_id == "s9") {
+                expected.push("pageview".into());
+            }
+            assert_eq!(&names(&fresh), &expected, "{name}: {shape:?}");
+        }
+        assert_eq!(
+            store.events(shapes[0].clone()).await.unwrap().items.len(),
+            7,
+            "{name}"
+        );
+
+        // /path stays while click declares it; /form/n goes with pageview's list.
+        store.set_indexed_fields(&pageview, &[]).await.unwrap();
+        assert_eq!(
+            store.indexed_paths().await.unwrap(),
+            [ok.clone(), path.clone()],
+            "{name}"
+        );
+        store.set_indexed_fields(&click, &[]).await.unwrap();
+        assert!(store.indexed_paths().await.unwrap().is_empty(), "{name}");
+        assert_eq!(
+            store.events(shapes[0].clone()).await.unwrap().items.len(),
+            7,
+            "{name}"
+        );
+        backend.clean_up().await;
+    }
+}

@@ -10,7 +10,7 @@ use eye_core::retention::Retention;
 use eye_core::schema::SchemaMode;
 use eye_server::Settings;
 use eye_server::service::users::{self, Role as UserRole};
-use eye_server::service::{Actor, access, lifecycle, schemas};
+use eye_server::service::{Actor, access, indexes, lifecycle, schemas};
 use eye_server::startup::open_store;
 use eye_store::ErasureFilter;
 
@@ -222,7 +222,7 @@ pub async fn schema(settings: &Settings, command: SchemaCommand) -> anyhow::Resu
             );
         }
         SchemaCommand::List => {
-            println!("category\tname\tmode\tschema_version\tversions\tevents");
+            println!("category\tname\tmode\tschema_version\tversions\tevents\tindexed");
             for t in store.event_types().await? {
                 let current = t
                     .schema_version
@@ -233,8 +233,9 @@ pub async fn schema(settings: &Settings, command: SchemaCommand) -> anyhow::Resu
                 } else {
                     "unregistered"
                 };
+                let indexed: Vec<String> = t.indexed.iter().map(|f| f.path.clone()).collect();
                 println!(
-                    "{}\t{}\t{mode}\t{current}\t{}\t{}",
+                    "{}\t{}\t{mode}\t{current}\t{}\t{}\t{}",
                     t.category,
                     t.name,
                     if versions.is_empty() {
@@ -242,7 +243,12 @@ pub async fn schema(settings: &Settings, command: SchemaCommand) -> anyhow::Resu
                     } else {
                         versions.join(",")
                     },
-                    t.event_count
+                    t.event_count,
+                    if indexed.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        indexed.join(",")
+                    }
                 );
             }
         }
@@ -270,6 +276,32 @@ pub async fn schema(settings: &Settings, command: SchemaCommand) -> anyhow::Resu
                 if record.current { ", current" } else { "" }
             );
             println!("{}", serde_json::to_string_pretty(&value)?);
+        }
+        SchemaCommand::Index {
+            category,
+            name,
+            paths,
+            clear,
+        } => {
+            let event_type = event_type(&category, &name)?;
+            let fields = if paths.is_empty() && !clear {
+                store.indexed_fields(&event_type).await?
+            } else {
+                let paths = indexes::parse(&paths)?;
+                let fields =
+                    indexes::set(store.as_ref(), None, &Actor::cli(), &event_type, &paths).await?;
+                eprintln!(
+                    "{:?}/{:?}: {} indexed field(s); a running server builds new indexes within seconds",
+                    event_type.category,
+                    event_type.name,
+                    fields.len()
+                );
+                fields
+            };
+            for field in fields {
+                let error = field.error.map(|e| format!("\t{e}")).unwrap_or_default();
+                println!("{}\t{}{error}", field.path, field.state.as_str());
+            }
         }
         SchemaCommand::Delete { category, name } => {
             let event_type = event_type(&category, &name)?;

@@ -105,6 +105,17 @@ enum SchemaCommand {
     },
     /// Remove a type's current schema: its events are no longer checked (versions are kept).
     Delete { category: String, name: String },
+    /// Declare the type's indexed payload fields (JSON Pointers, e.g. /form/first_name),
+    /// replacing its earlier list; a running server builds the new indexes in the
+    /// background. Without paths, prints the list.
+    Index {
+        category: String,
+        name: String,
+        paths: Vec<String>,
+        /// Remove every indexed field of the type.
+        #[arg(long, conflicts_with = "paths")]
+        clear: bool,
+    },
 }
 
 #[derive(Args)]

@@ -52,6 +52,10 @@ pub fn router() -> Router<AppState> {
             "/admin/event-types/{category}/{name}",
             get(types::edit).post(types::save),
         )
+        .route(
+            "/admin/event-types/{category}/{name}/indexed",
+            post(types::save_indexed),
+        )
         .route("/admin/users", get(users::list).post(users::create))
         .route("/admin/assets/{file}", get(asset))
         .route("/admin/{*rest}", get(unknown_page))

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use eye_core::EventType;
 use eye_core::reason::Violation;
 use eye_core::schema::SchemaMode;
-use eye_store::{EventQuery, Order};
+use eye_store::{EventQuery, IndexedField, Order};
 use maud::{Markup, html};
 use serde_json::value::RawValue;
 
@@ -18,6 +18,7 @@ use super::layout::{
 };
 use super::login::Viewer;
 use crate::http::query::event_type;
+use crate::service::indexes::{self, IndexError};
 use crate::service::schemas;
 use crate::state::AppState;
 
@@ -74,6 +75,7 @@ struct Editor {
     versions: Vec<i64>,
     current: Option<i64>,
     event_count: i64,
+    indexed: Vec<IndexedField>,
     /// A problem with the schema or the sample text.
     problem: Option<String>,
     /// The sample's check: `Some(empty)` means it passed.
@@ -90,6 +92,20 @@ pub async fn edit(
 ) -> Result<Response, PageError> {
     let form = FormData::parse(query.as_deref().unwrap_or_default().as_bytes());
     let event_type = event_type(path)?;
+    let mut editor = load_editor(&state, event_type).await?;
+    editor.notice = match (form.get("saved"), form.get("indexed")) {
+        (Some(v), _) => Some(format!("Saved as version {v}.")),
+        (None, Some(_)) => Some(
+            "Indexed fields saved: new indexes are built in the background (refresh to see them ready)."
+                .to_owned(),
+        ),
+        (None, None) => None,
+    };
+    Ok(render(&viewer, StatusCode::OK, &editor))
+}
+
+/// The editor of a type as the store has it.
+async fn load_editor(state: &AppState, event_type: EventType) -> Result<Editor, PageError> {
     let info = state.store.event_type(&event_type).await?;
     let current = state.store.schema(&event_type, None).await?;
     // A sample to start from: the type's latest stored payload, if it has one.
@@ -103,7 +119,7 @@ pub async fn edit(
             ..EventQuery::default()
         })
         .await?;
-    let editor = Editor {
+    Ok(Editor {
         schema: current
             .as_ref()
             .map_or(STARTER_SCHEMA.to_owned(), |r| pretty_json(r.schema.get())),
@@ -115,12 +131,66 @@ pub async fn edit(
         versions: info.as_ref().map_or_else(Vec::new, |i| i.versions.clone()),
         current: current.as_ref().map(|r| r.version),
         event_count: info.as_ref().map_or(0, |i| i.event_count),
+        indexed: info.map_or_else(Vec::new, |i| i.indexed),
         event_type,
         problem: None,
         check: None,
-        notice: form.get("saved").map(|v| format!("Saved as version {v}.")),
+        notice: None,
+    })
+}
+
+/// `POST /admin/event-types/{category}/{name}/indexed` (admins): `paths`, one JSON
+/// Pointer per line, becomes the type's indexed fields.
+pub async fn save_indexed(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(path): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, PageError> {
+    let form = FormData::parse(&body);
+    viewer.check_csrf(&form)?;
+    viewer.require_admin()?;
+    let event_type = event_type(path)?;
+    let pointers: Vec<String> = form
+        .text("paths")
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let saved = match indexes::parse(&pointers) {
+        Ok(paths) => {
+            indexes::set(
+                state.store.as_ref(),
+                Some(&state.index_builder),
+                &viewer.actor(),
+                &event_type,
+                &paths,
+            )
+            .await
+        }
+        Err(error) => Err(error),
     };
-    Ok(render(&viewer, StatusCode::OK, &editor))
+    match saved {
+        Ok(_) => Ok(Redirect::to(&format!(
+            "/admin/event-types/{}/{}?indexed=1",
+            segment(&event_type.category),
+            segment(&event_type.name)
+        ))
+        .into_response()),
+        Err(IndexError::Store(error)) => Err(error.into()),
+        Err(error) => {
+            let status = match error {
+                IndexError::ForbiddenBySchema { .. } | IndexError::TooManyInStore(_) => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let mut editor = load_editor(&state, event_type).await?;
+            editor.problem = Some(format!("Indexed fields not saved: {error}."));
+            Ok(render(&viewer, status, &editor))
+        }
+    }
 }
 
 /// `GET /admin/event-types/new?category=&name=`: the editor of a type by its form fields.
@@ -180,6 +250,33 @@ fn render(viewer: &Viewer, status: StatusCode, editor: &Editor) -> Response {
                 }
             }
             p.hint { "Enforce refuses events that do not match (they go to the error store); shadow stores them and records a warning. Saving checks the sample first." }
+        }
+        section.card #indexed-fields {
+            h2 { "Indexed fields" }
+            @if editor.indexed.is_empty() {
+                p.hint { "None: a " code { "data." } " filter on this type's payload scans its events." }
+            } @else {
+                table { thead { tr { th { "Field" } th { "Index" } } } tbody {
+                    @for field in &editor.indexed {
+                        tr { td { code { (field.path) } } td {
+                            (field.state.as_str())
+                            @if let Some(error) = &field.error { " — last build failed: " (error) }
+                        } }
+                    }
+                } }
+            }
+            @if viewer.is_admin() {
+                form method="post" action={ (action) "/indexed" } #indexed-form {
+                    (csrf_field(viewer))
+                    label { "Fields (JSON Pointers into data, one per line, at most 8)"
+                        textarea.code name="paths" rows="4" spellcheck="false" placeholder="/path" {
+                            @for field in &editor.indexed { (field.path) "\n" }
+                        }
+                    }
+                    div.actions { button.primary type="submit" #save-indexed { "Save indexed fields" } }
+                    p.hint { "A filter such as " code { "data.form.first_name=Ada" } " uses the index of " code { "/form/first_name" } ", with or without category and name. New indexes are built in the background; every index makes writes a little slower." }
+                }
+            }
         }
         @if viewer.is_admin() {
             section.card {
@@ -247,6 +344,7 @@ pub async fn save(
         versions: info.as_ref().map_or_else(Vec::new, |i| i.versions.clone()),
         current: info.as_ref().and_then(|i| i.schema_version),
         event_count: info.as_ref().map_or(0, |i| i.event_count),
+        indexed: info.map_or_else(Vec::new, |i| i.indexed),
         event_type,
         problem: None,
         check: None,

@@ -3,6 +3,8 @@
 //! `GET /event-types`, `GET /event-types/{category}/{name}`,
 //! `GET /event-types/{category}/{name}/schema[?version=N]`: read scope.
 //! `PUT` and `DELETE /event-types/{category}/{name}/schema`: admin scope.
+//! `GET` (read scope) and `PUT` (admin scope) `/event-types/{category}/{name}/indexed`:
+//! the type's indexed payload fields.
 //! Category and name are path segments, percent-encoded (`page%20interaction`).
 
 use axum::Json;
@@ -20,6 +22,7 @@ use utoipa::ToSchema;
 use crate::api::auth::{Admin, Auth, Read};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::query::{Params, event_type};
+use crate::service::indexes::{self, IndexError};
 use crate::service::schemas::{self, SchemaError};
 use crate::state::AppState;
 
@@ -256,6 +259,133 @@ impl From<SchemaError> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, "schema_not_found", message)
             }
             SchemaError::Store(error) => error.into(),
+        }
+    }
+}
+
+/// `PUT /event-types/{category}/{name}/indexed`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutIndexed {
+    /// JSON Pointers into `data` (RFC 6901), e.g. `/form/first_name`; the whole list,
+    /// replacing the type's earlier one (`[]` removes them all).
+    #[schema(max_items = 8)]
+    pub indexed: Vec<String>,
+}
+
+/// A type's indexed payload fields.
+#[derive(Serialize, ToSchema)]
+pub struct IndexedFields {
+    pub category: String,
+    pub name: String,
+    pub indexed: Vec<eye_store::IndexedField>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/event-types/{category}/{name}/indexed",
+    tag = "schemas",
+    description = "The type's indexed payload fields, with their indexes' states.",
+    params(
+        TypePath,
+    ),
+    responses(
+        (status = 200, description = "The fields (an empty list when none is declared)", body = IndexedFields),
+        (status = 400, description = "A bad parameter, named in `details.parameter`", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = ErrorBody),
+    )
+)]
+pub async fn get_indexed(
+    State(state): State<AppState>,
+    _auth: Auth<Read>,
+    Path(path): Path<(String, String)>,
+) -> Result<Json<IndexedFields>, ApiError> {
+    let event_type = event_type(path)?;
+    let indexed = state.store.indexed_fields(&event_type).await?;
+    Ok(Json(IndexedFields {
+        category: event_type.category,
+        name: event_type.name,
+        indexed,
+    }))
+}
+
+#[utoipa::path(
+    put,
+    path = "/event-types/{category}/{name}/indexed",
+    tag = "schemas",
+    description = "Declares which payload fields of the type `data.<path>=<value>` filters find through an index. \
+        A new path's index is built in the background over the events already stored (`state: building`, then `ready`); \
+        until it is ready, filters on it scan. The index serves the path's filter with or without `category` and `name`.",
+    params(
+        TypePath,
+    ),
+    request_body = PutIndexed,
+    responses(
+        (status = 200, description = "Every listed field's index is ready", body = IndexedFields),
+        (status = 202, description = "Declared; some indexes are being built", body = IndexedFields),
+        (status = 400, description = "The body is not `{\"indexed\": [JSON Pointer, ...]}` (`invalid_body`), or a pointer is malformed or repeated (`invalid_field_path`)", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "The token's scope does not allow this", body = ErrorBody),
+        (status = 422, description = "The type's schema forbids the field or makes it an object or array (`field_forbidden_by_schema`), or the store would hold too many indexed paths (`too_many_indexed_paths`)", body = ErrorBody),
+    )
+)]
+pub async fn put_indexed(
+    State(state): State<AppState>,
+    auth: Auth<Admin>,
+    Path(path): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let event_type = event_type(path)?;
+    let request: PutIndexed = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_body",
+            format!("the body must be {{\"indexed\": [JSON Pointer, ...]}}, e.g. {{\"indexed\": [\"/path\"]}}: {e}"),
+        )
+    })?;
+    let paths = indexes::parse(&request.indexed)?;
+    let indexed = indexes::set(
+        state.store.as_ref(),
+        Some(&state.index_builder),
+        &auth.actor(),
+        &event_type,
+        &paths,
+    )
+    .await?;
+    let status = if indexed
+        .iter()
+        .all(|f| f.state == eye_store::IndexState::Ready)
+    {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let body = IndexedFields {
+        category: event_type.category,
+        name: event_type.name,
+        indexed,
+    };
+    Ok((status, Json(body)).into_response())
+}
+
+impl From<IndexError> for ApiError {
+    fn from(error: IndexError) -> Self {
+        let message = error.to_string();
+        match error {
+            IndexError::BadPath(_) | IndexError::Repeated(_) | IndexError::TooManyForType(_) => {
+                ApiError::bad_request("invalid_field_path", message)
+            }
+            IndexError::ForbiddenBySchema { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "field_forbidden_by_schema",
+                message,
+            ),
+            IndexError::TooManyInStore(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "too_many_indexed_paths",
+                message,
+            ),
+            IndexError::Store(error) => error.into(),
         }
     }
 }

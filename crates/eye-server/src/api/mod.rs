@@ -56,6 +56,10 @@ pub fn routes() -> Router<AppState> {
                 .put(event_types::put_schema)
                 .delete(event_types::delete_schema),
         )
+        .route(
+            "/event-types/{category}/{name}/indexed",
+            get(event_types::get_indexed).put(event_types::put_indexed),
+        )
         .route("/apps", get(apps::list_apps).post(apps::create_app))
         .route("/apps/{name}/revoke", post(apps::revoke_app))
         .route("/apps/{name}/origins", put(apps::set_origins))

@@ -47,6 +47,8 @@ use crate::service::access::{MAX_APP_NAME_LEN, MAX_LABEL_LEN};
         event_types::get_schema,
         event_types::put_schema,
         event_types::delete_schema,
+        event_types::get_indexed,
+        event_types::put_indexed,
         apps::list_apps,
         apps::create_app,
         apps::revoke_app,
@@ -68,7 +70,8 @@ use crate::service::access::{MAX_APP_NAME_LEN, MAX_LABEL_LEN};
         events::EventsPage, sessions::SessionsPage, sessions::SessionTimeline,
         sessions::TimelineEvent, stats::StatsAnswer, refused::ErrorsPage,
         refused::ErrorSummaryAnswer, refused::ReprocessAnswer, event_types::EventTypesList,
-        event_types::PutSchema, health::Health, health::Ready, StoredEvent, SessionSummary,
+        event_types::PutSchema, event_types::PutIndexed, event_types::IndexedFields,
+        eye_store::IndexedField, eye_store::IndexState, health::Health, health::Ready, StoredEvent, SessionSummary,
         StatsRow, RefusedEvent, RefusedStatus, RefusedCount, HourlyRefusedCount, EventTypeInfo,
         SchemaRecord, SchemaMode, Refusal, Violation, apps::AppsList, apps::CreatedApp,
         apps::RevokedApp, apps::RevokedToken, apps::TokensList, apps::CreatedToken,
@@ -225,6 +228,11 @@ fn constrain(document: &mut Value) {
     label["pattern"] = json!(r"^[^\x00-\x1f\x7f-\x9f]*$");
     schemas["AppRetention"]["properties"]["retention"]["pattern"] =
         json!(r"^(forever|[0-9]+[smhdw])$");
+    // `eye_core::FieldPath`: 1 to 8 keys of 1 to 64 characters (`~0`, `~1` one each).
+    schemas["PutIndexed"]["properties"]["indexed"]["items"]["pattern"] =
+        json!(r#"^(?:/(?:[^/~."'?\\\x00-\x1f\x7f-\x9f]|~[01]){1,64}){1,8}$"#);
+    schemas["PutIndexed"]["properties"]["indexed"]["uniqueItems"] = json!(true);
+    schemas["PutIndexed"]["additionalProperties"] = json!(false);
     schemas["PutSchemaBody"]["properties"]["schema"] = json!({
         "description": "A JSON Schema (draft 2020-12), self-contained (remote `$ref`s are not resolved): an object, or `true` / `false`",
         "type": ["object", "boolean"],

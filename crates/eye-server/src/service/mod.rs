@@ -6,6 +6,7 @@
 //! them into a status code, a page or a message.
 
 pub mod access;
+pub mod indexes;
 pub mod lifecycle;
 pub mod refused;
 pub mod schemas;

@@ -42,6 +42,16 @@ pub(super) fn event_row(row: &Row) -> EventRow<'_> {
     }
 }
 
+/// A `text[]` literal of payload keys for `#>>`: `'{"form","first_name"}'`, each key
+/// quoted and escaped for the array syntax and the string.
+pub(super) fn path_literal(keys: &[String]) -> String {
+    let elements: Vec<String> = keys
+        .iter()
+        .map(|key| format!("\"{}\"", key.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
+    format!("'{{{}}}'", elements.join(",").replace('\'', "''"))
+}
+
 pub(super) fn events_sql(query: &EventQuery, limit: i64) -> Sql {
     let mut sql = Sql::new(&format!(
         "SELECT {EVENT_COLUMNS} FROM events e JOIN apps a ON a.id = e.app_id WHERE TRUE"
@@ -59,10 +69,11 @@ pub(super) fn events_sql(query: &EventQuery, limit: i64) -> Sql {
         sql.and("(a.name = ? OR a.id::text = ?)", app.clone());
     }
     for data in &query.data {
-        // `#>>` gives the value as text: strings, numbers and booleans alike.
-        let path = sql.bind(data.path.clone());
+        // `#>>` gives the value as text: strings, numbers and booleans alike. The path
+        // is a literal, not a parameter, so that the expression is the one an indexed
+        // field's index is on (a generic plan cannot match a parameter to it).
         sql.and(
-            &format!("e.data #>> {path}::text[] = ?"),
+            &format!("e.data #>> {} = ?", path_literal(&data.path)),
             data.value.clone(),
         );
     }

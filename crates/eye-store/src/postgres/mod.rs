@@ -33,6 +33,7 @@ use crate::*;
 mod access;
 mod analytics;
 mod events;
+mod indexes;
 mod lifecycle;
 pub mod partitions;
 mod refused;
@@ -55,6 +56,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0007_lifecycle.sql"),
     include_str!("../../migrations/postgres/0008_partitioned_events.sql"),
     include_str!("../../migrations/postgres/0009_events_by_name.sql"),
+    include_str!("../../migrations/postgres/0010_indexed_fields.sql"),
 ];
 
 /// Serializes migrations between processes starting at once.

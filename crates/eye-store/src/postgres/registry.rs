@@ -46,6 +46,7 @@ pub(super) async fn event_types(
             "WITH known AS (
                  SELECT category, name FROM event_types
                  UNION SELECT category, name FROM type_counts
+                 UNION SELECT category, name FROM indexed_fields
              )
              SELECT k.category, k.name, t.category IS NOT NULL, coalesce(t.mode, 'enforce'),
                     t.schema_version, coalesce(c.events, 0),
@@ -60,16 +61,22 @@ pub(super) async fn event_types(
         )
         .await
         .map_err(database)?;
+    let mut indexed = super::indexes::indexed_by_type(client).await?;
     rows.iter()
         .map(|row| {
+            let (category, name): (String, String) = (row.get(0), row.get(1));
+            let indexed = indexed
+                .remove(&(category.clone(), name.clone()))
+                .unwrap_or_default();
             Ok(EventTypeInfo {
-                category: row.get(0),
-                name: row.get(1),
+                category,
+                name,
                 registered: row.get(2),
                 mode: mode_from(row.get(3))?,
                 schema_version: row.get(4),
                 versions: row.get(6),
                 event_count: row.get(5),
+                indexed,
             })
         })
         .collect()

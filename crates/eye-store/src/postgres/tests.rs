@@ -356,3 +356,90 @@ fn old_rule_id(client_id: &str) -> Uuid {
         .expect("a v7 client id")
         .0
 }
+
+// A `data.` filter on an indexed field walks its index on every partition, alone or
+// with a type; the index is built on the partitions that exist and made on new ones.
+#[tokio::test]
+async fn a_filter_on_an_indexed_field_uses_its_index_on_every_partition() {
+    let Some((client, url)) = test_database().await else {
+        return;
+    };
+    let schema = schema_name("eye_store_indexed");
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .expect("schema");
+    let store = PgStore::connect(&in_schema(&url, &schema))
+        .await
+        .expect("store");
+    let app = store.create_app("web").await.expect("app").id;
+    store
+        .write(Arc::new(vec![crate::testing::event(
+            app, "s", "pageview", 1,
+        )]))
+        .await
+        .expect("write");
+    let event_type = EventType {
+        category: "page interaction".into(),
+        name: "pageview".into(),
+    };
+    let path = eye_core::FieldPath::parse("/form/first_name").expect("path");
+    store
+        .set_indexed_fields(&event_type, &[path])
+        .await
+        .expect("declare");
+    for index in store.pending_field_indexes().await.expect("pending") {
+        assert!(store.build_field_index(&index).await.expect("build"));
+    }
+    let query = |category: Option<&str>| EventQuery {
+        data: vec![DataFilter {
+            path: vec!["form".into(), "first_name".into()],
+            value: "Ada".into(),
+        }],
+        category: category.map(str::to_owned),
+        order: Order::Desc,
+        ..EventQuery::default()
+    };
+    let reader = store.client().await.expect("client");
+    // Planned as it would be with many rows: the table is tiny here.
+    reader
+        .batch_execute("SET enable_seqscan = off")
+        .await
+        .expect("set");
+    for query in [query(None), query(Some("page interaction"))] {
+        let sql = events::events_sql(&query, 10);
+        let explain = Sql {
+            text: format!("EXPLAIN {}", sql.text),
+            params: sql.params,
+        };
+        let plan: Vec<String> = explain
+            .query(&reader)
+            .await
+            .expect("explain")
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(plan.contains("events_field_"), "{query:?}: {plan}");
+        assert!(!plan.contains("Seq Scan on events"), "{plan}");
+    }
+    // The partitioned index is valid: every partition has its part.
+    let valid: bool = client
+        .query_one(
+            &format!(
+                "SELECT bool_and(x.indisvalid) FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid \
+                 WHERE c.relname LIKE 'events_field_%' AND c.relnamespace = '{schema}'::regnamespace"
+            ),
+            &[],
+        )
+        .await
+        .expect("valid")
+        .get(0);
+    assert!(valid);
+    drop(reader);
+    drop(store);
+    client
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .expect("drop");
+}

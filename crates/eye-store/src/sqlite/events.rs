@@ -12,7 +12,8 @@ pub(super) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
 }
 
 pub(super) fn query_events(conn: &Connection, query: &EventQuery) -> Result<Page<StoredEvent>> {
-    let (sql, args) = events_sql(query, u64::from(query.limit) + 1);
+    let indexed = has_indexed_field(conn, query)?;
+    let (sql, args) = events_sql(query, u64::from(query.limit) + 1, indexed);
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut items = stmt
         .query_map(rusqlite::params_from_iter(args), event_from_row)?
@@ -21,12 +22,18 @@ pub(super) fn query_events(conn: &Connection, query: &EventQuery) -> Result<Page
     Ok(Page { items, next })
 }
 
-/// The SQL and arguments selecting `query`'s events (`EVENT_COLUMNS`), at most `limit`.
+/// The SQL and arguments selecting `query`'s events (`EVENT_COLUMNS`), at most `limit`;
+/// `indexed_field` when one of its `data.` filters has a ready index
+/// ([`has_indexed_field`]).
 ///
 /// A query for one session walks the two session trees (`session_index` and its fresh
 /// part, see migration 0008) in order, each branch stopping after `limit` matches, and
 /// merges the two; any other query is one statement over `events`.
-pub(super) fn events_sql(query: &EventQuery, limit: u64) -> (String, Vec<SqlValue>) {
+pub(super) fn events_sql(
+    query: &EventQuery,
+    limit: u64,
+    indexed_field: bool,
+) -> (String, Vec<SqlValue>) {
     // The table whose (ts, seq, pk) the query walks: the session tree when there is one,
     // so that its primary key bounds the walk (`e.pk = s.pk` makes them the event's own).
     let walked = if query.session_id.is_some() { "s" } else { "e" };
@@ -40,11 +47,18 @@ pub(super) fn events_sql(query: &EventQuery, limit: u64) -> (String, Vec<SqlValu
     if let Some(session_id) = &query.session_id {
         filter("s.session_id = ?", SqlValue::Text(session_id.clone()));
     }
+    // With an indexed payload field, `+` keeps SQLite (which has no statistics) from
+    // walking the type's or the name's index instead of the field's: a value's events
+    // in time order, filtered by type, beat a type's events filtered by value.
+    let unary = if indexed_field { "+" } else { "" };
     if let Some(category) = &query.category {
-        filter("e.category = ?", SqlValue::Text(category.clone()));
+        filter(
+            &format!("{unary}e.category = ?"),
+            SqlValue::Text(category.clone()),
+        );
     }
     if let Some(name) = &query.name {
-        filter("e.name = ?", SqlValue::Text(name.clone()));
+        filter(&format!("{unary}e.name = ?"), SqlValue::Text(name.clone()));
     }
     if let Some(app) = &query.app {
         filter(
@@ -117,6 +131,25 @@ pub(super) fn events_sql(query: &EventQuery, limit: u64) -> (String, Vec<SqlValu
     (sql, args)
 }
 
+/// Whether one of `query`'s `data.` filters is on a field whose index is ready (a
+/// lookup in a table of at most a few dozen rows; a session's query never needs it).
+pub(super) fn has_indexed_field(conn: &Connection, query: &EventQuery) -> Result<bool> {
+    if query.session_id.is_some() {
+        return Ok(false);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM field_indexes WHERE path = ?1 AND state = 'ready')",
+    )?;
+    for data in &query.data {
+        if let Some(path) = eye_core::FieldPath::from_keys(&data.path)
+            && stmt.query_row([path.to_string()], |row| row.get::<_, bool>(0))?
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// A JSON path for SQLite's `json_extract`, every key quoted: `$."form"."first_name"`.
 pub(super) fn json_path(keys: &[String]) -> String {
     let mut path = String::from("$");
@@ -163,9 +196,10 @@ pub(super) fn export_events(
     sink: &tokio::sync::mpsc::Sender<Vec<u8>>,
 ) -> Result<()> {
     let mut buffer = Vec::with_capacity(EXPORT_BUFFER + 4096);
+    let indexed = has_indexed_field(conn, &query)?;
     while max_events > 0 {
         let chunk = EXPORT_CHUNK.min(max_events);
-        let (sql, args) = events_sql(&query, chunk);
+        let (sql, args) = events_sql(&query, chunk, indexed);
         let mut stmt = conn.prepare_cached(&sql)?;
         let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
         let mut read = 0u64;

@@ -331,7 +331,8 @@ impl Lifecycle for SqliteStore {
             let until = erasure.until.as_micros();
             let mut query = erasure.filter.query();
             query.received_until = Some(until);
-            let (select, args) = events::events_sql(&query, u64::from(limit));
+            let indexed = events::has_indexed_field(&tx, &query)?;
+            let (select, args) = events::events_sql(&query, u64::from(limit), indexed);
             let mut removed = delete_events(&tx, &format!("SELECT pk FROM ({select})"), args)?;
             if removed.events == 0 {
                 let (condition, mut args) = refused_condition(&erasure.filter, until);

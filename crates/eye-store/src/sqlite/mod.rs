@@ -24,6 +24,7 @@ use crate::rows::{cut_to_limit, stored_event, violations_text};
 mod access;
 mod analytics;
 mod events;
+mod indexes;
 mod lifecycle;
 mod refused;
 mod registry;
@@ -51,6 +52,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0009_store_meta.sql"),
     include_str!("../../migrations/sqlite/0010_lifecycle.sql"),
     include_str!("../../migrations/sqlite/0011_events_by_name.sql"),
+    include_str!("../../migrations/sqlite/0012_indexed_fields.sql"),
 ];
 
 /// Readers kept open between queries; more may be opened under load and are closed after.

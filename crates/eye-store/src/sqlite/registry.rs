@@ -51,6 +51,7 @@ pub(super) fn event_types(
         "WITH known AS (
              SELECT category, name FROM event_types
              UNION SELECT category, name FROM type_counts
+             UNION SELECT category, name FROM indexed_fields
          )
          SELECT k.category, k.name, t.category IS NOT NULL, coalesce(t.mode, 'enforce'),
                 t.schema_version, coalesce(c.events, 0),
@@ -63,6 +64,7 @@ pub(super) fn event_types(
          WHERE (?1 IS NULL OR k.category = ?1) AND (?2 IS NULL OR k.name = ?2)
          ORDER BY k.category, k.name",
     )?;
+    let mut indexed = super::indexes::indexed_by_type(conn)?;
     let types = stmt
         .query_map(
             params![
@@ -71,9 +73,13 @@ pub(super) fn event_types(
             ],
             |row| {
                 let versions: Option<String> = row.get(6)?;
+                let (category, name): (String, String) = (row.get(0)?, row.get(1)?);
+                let indexed = indexed
+                    .remove(&(category.clone(), name.clone()))
+                    .unwrap_or_default();
                 Ok(EventTypeInfo {
-                    category: row.get(0)?,
-                    name: row.get(1)?,
+                    category,
+                    name,
                     registered: row.get(2)?,
                     mode: mode_from(row, 3)?,
                     schema_version: row.get(4)?,
@@ -83,6 +89,7 @@ pub(super) fn event_types(
                         .filter_map(|v| v.parse().ok())
                         .collect(),
                     event_count: row.get(5)?,
+                    indexed,
                 })
             },
         )?

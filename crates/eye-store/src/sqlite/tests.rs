@@ -343,7 +343,11 @@ fn ascending_micros(second: i64) -> i64 {
 async fn plan(store: &SqliteStore, query: EventQuery) -> String {
     store
         .read_with(move |conn| {
-            let (sql, params) = events::events_sql(&query, 100);
+            let indexed = events::has_indexed_field(conn, &query)?;
+            let (sql, params) = events::events_sql(&query, 100, indexed);
+            // A statement run reloads a schema another connection changed (a new
+            // index); EXPLAIN alone plans with the one this connection last read.
+            conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
             let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
             let rows = stmt.query_map(rusqlite::params_from_iter(params), |row| {
                 row.get::<_, String>(3)
@@ -393,4 +397,44 @@ async fn a_query_waits_for_a_slot_within_its_budget_and_lookups_never_wait() {
     assert_eq!(apps.len(), 1);
     drop(busy);
     assert!(store.events(EventQuery::default()).await.is_ok());
+}
+
+// A `data.` filter on an indexed field walks its index (`events_field_<id>`), alone or
+// with a type; before the index is built it scans.
+#[tokio::test]
+async fn a_filter_on_an_indexed_field_uses_its_index() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let by_path = |category: Option<&str>, value: &str| EventQuery {
+        data: vec![DataFilter {
+            path: vec!["form".into(), "first_name".into()],
+            value: value.into(),
+        }],
+        category: category.map(str::to_owned),
+        name: category.map(|_| "pageview".to_owned()),
+        order: Order::Desc,
+        ..Default::default()
+    };
+    let before = plan(&store, by_path(None, "Ada")).await;
+    assert!(!before.contains("events_field_"), "{before}");
+    let event_type = eye_core::EventType {
+        category: "page interaction".into(),
+        name: "pageview".into(),
+    };
+    let path = eye_core::FieldPath::parse("/form/first_name").expect("path");
+    store
+        .set_indexed_fields(&event_type, &[path])
+        .await
+        .expect("declare");
+    for index in store.pending_field_indexes().await.expect("pending") {
+        assert!(store.build_field_index(&index).await.expect("build"));
+    }
+    for query in [
+        by_path(None, "Ada"),
+        by_path(Some("page interaction"), "Ada"),
+        by_path(None, "42"),
+    ] {
+        let plan = plan(&store, query.clone()).await;
+        assert!(plan.contains("events_field_"), "{query:?}: {plan}");
+    }
 }

@@ -519,6 +519,40 @@ async fn refused_forms_come_back_with_their_values_and_the_reason() {
     assert_eq!(stored["version"], 1);
     assert_eq!(stored["mode"], "shadow");
     assert_eq!(stored["schema"]["required"], json!(["plan"]));
+
+    // Indexed fields from the type's page: a bad pointer is refused on the page, a
+    // good list is saved and shown with its index's state.
+    let indexed = "/admin/event-types/signup/completed/indexed";
+    let (status, _, html) = admin
+        .post(indexed, &[("csrf", &csrf), ("paths", "plan")])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        html.contains("Indexed fields not saved") && html.contains("JSON Pointer"),
+        "{html}"
+    );
+    let (status, headers, _) = admin
+        .post(indexed, &[("csrf", &csrf), ("paths", "/plan\n")])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        headers[LOCATION],
+        "/admin/event-types/signup/completed?indexed=1"
+    );
+    let (status, _, html) = admin.get(editor).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("<code>/plan</code>"), "{html}");
+    let declared: serde_json::Value = app
+        .client
+        .get(app.url("/event-types/signup/completed/indexed"))
+        .bearer_auth(&app.read_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(declared["indexed"][0]["path"], "/plan", "{declared}");
 }
 
 #[tokio::test]

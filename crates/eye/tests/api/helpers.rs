@@ -48,7 +48,26 @@ pub fn run_sql(sql: String) {
                     .await
                     .expect("PostgreSQL at EYE_TEST_DATABASE_URL");
             tokio::spawn(connection);
-            client.batch_execute(&sql).await.expect("running SQL");
+            // A killed server's backend may still be building an index CONCURRENTLY
+            // (indexed fields), which waits for every transaction, ours too: PostgreSQL
+            // breaks the deadlock by failing one side, and ours is tried again.
+            let mut tries = 0;
+            loop {
+                match client.batch_execute(&sql).await {
+                    Ok(()) => break,
+                    Err(error)
+                        if tries < 10
+                            && error.code()
+                                == Some(
+                                    &tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED,
+                                ) =>
+                    {
+                        tries += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
+                    Err(error) => panic!("running SQL: {error}"),
+                }
+            }
         });
     })
     .join()

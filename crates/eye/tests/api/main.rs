@@ -11,6 +11,7 @@ mod error_workflow;
 mod helpers;
 mod hostile;
 mod idempotency;
+mod indexed;
 mod ingest;
 mod lifecycle;
 mod management;
