@@ -12,6 +12,7 @@ pub mod message;
 pub mod reason;
 pub mod retention;
 pub mod schema;
+pub mod segment;
 pub mod timestamp;
 
 pub use event::{EventType, IncomingEvent, SessionId};

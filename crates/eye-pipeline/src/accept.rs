@@ -2,8 +2,8 @@
 //! (an event with its id, or a refusal carrying the raw element for the error store),
 //! and a request's envelopes become queue messages.
 
-use eye_core::Envelope;
 use eye_core::limits::PayloadLimits;
+use eye_core::{Envelope, Refusal};
 use eye_queue::Message;
 use serde_json::value::RawValue;
 
@@ -20,6 +20,17 @@ pub fn envelopes(
         .into_iter()
         .map(|raw| checks::accept(raw, app_id, received_at, limits))
         .collect()
+}
+
+/// An element refused before it could be read as an event (a Segment message that
+/// maps onto none): kept whole for the error store, with a fresh id.
+pub fn refused(raw: Box<RawValue>, app_id: i64, received_at: i64, refusal: Refusal) -> Envelope {
+    Envelope {
+        id: eye_core::ids::new_event_id(),
+        app_id,
+        received_at,
+        body: eye_core::Body::Refused { refusal, raw },
+    }
 }
 
 /// The queue messages that carry `envelopes`: one per event for a queue that

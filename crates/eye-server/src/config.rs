@@ -102,6 +102,10 @@ settings! {
             "Most events in one ingest request.";
         max_body_bytes: usize = "1048576", "EYE_MAX_BODY_BYTES",
             "Largest ingest body in bytes, checked before and after gzip.";
+        segment_max_message_bytes: usize = "32768", "EYE_SEGMENT_MAX_MESSAGE_BYTES",
+            "Largest Segment message (`/v1/track`... or one message of `/v1/batch`) in bytes; larger is 400, as Segment does.";
+        segment_max_batch_bytes: usize = "512000", "EYE_SEGMENT_MAX_BATCH_BYTES",
+            "Largest Segment batch body (`/v1/batch`, `/v1/import`) in bytes, checked before and after gzip; larger is 400.";
         clock_skew_ms: u64 = "5000", "EYE_CLOCK_SKEW_MS",
             "How far in the future (milliseconds) a timestamp may be before it is refused.";
         queue_max_depth: u64 = "100000", "EYE_QUEUE_MAX_DEPTH",
@@ -249,6 +253,17 @@ impl Settings {
         }
         if self.max_body_bytes < 1024 {
             bail!("max_body_bytes (EYE_MAX_BODY_BYTES) must be at least 1024");
+        }
+        if self.segment_max_message_bytes < 1024 {
+            bail!(
+                "segment_max_message_bytes (EYE_SEGMENT_MAX_MESSAGE_BYTES) must be at least 1024"
+            );
+        }
+        if self.segment_max_batch_bytes < self.segment_max_message_bytes {
+            bail!(
+                "segment_max_batch_bytes (EYE_SEGMENT_MAX_BATCH_BYTES) must be at least segment_max_message_bytes ({})",
+                self.segment_max_message_bytes
+            );
         }
         if self.worker_batch_size == 0 {
             bail!("worker_batch_size (EYE_WORKER_BATCH_SIZE) must be at least 1");

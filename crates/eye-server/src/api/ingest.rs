@@ -75,19 +75,7 @@ async fn ingest(state: &AppState, request: Request) -> Result<Response, ApiError
     let format = content_type(headers)?;
     let limits = &state.settings;
     let gzip = content_encoding(headers)?;
-    let deadline = std::time::Duration::from_millis(limits.body_read_timeout_ms);
-    let bytes = tokio::time::timeout(deadline, read_body(body, limits.max_body_bytes, gzip))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                format!(
-                    "the body did not arrive within {} ms",
-                    limits.body_read_timeout_ms
-                ),
-            )
-        })??;
+    let bytes = read_body_in_time(state, body, limits.max_body_bytes, gzip).await?;
 
     let (elements, single) = split_elements(&bytes, format)?;
     if elements.is_empty() {
@@ -107,52 +95,12 @@ async fn ingest(state: &AppState, request: Request) -> Result<Response, ApiError
             ),
         ));
     }
-    if let Some(limiter) = &state.rate_limiter
-        && let Err(wait) = limiter.take(app_id, elements.len(), std::time::Instant::now())
-    {
-        return Err(ApiError::too_many_requests(
-            format!(
-                "this application may send {} events per second; retry later",
-                limits.rate_limit_events_per_second
-            ),
-            wait,
-        ));
-    }
-    if let Err(depth) = wait_for_room(state, elements.len() as u64).await {
-        return Err(ApiError::unavailable(
-            "queue_full",
-            format!(
-                "the queue holds {depth} events, its limit is {}; retry later",
-                limits.queue_max_depth
-            ),
-            1,
-        ));
-    }
-
+    admit(state, app_id, elements.len()).await?;
     let envelopes = accept::envelopes(elements, app_id, received_at, &limits.payload_limits());
-    let messages = accept::messages(&envelopes, state.queue.one_message_per_event());
-    state.queue.enqueue(messages).await.map_err(|error| {
-        tracing::error!(%error, "enqueue failed");
-        ApiError::unavailable(
-            "queue_unavailable",
-            "the queue cannot take events right now; retry later",
-            1,
-        )
-    })?;
+    enqueue(state, &envelopes).await?;
 
     let verdicts: Vec<Verdict<'_>> = envelopes.iter().enumerate().map(Verdict::of).collect();
     let accepted = verdicts.iter().filter(|v| v.error.is_none()).count();
-    tracing::debug!(
-        app_id,
-        accepted,
-        refused = verdicts.len() - accepted,
-        "events queued"
-    );
-    state.metrics.events_accepted.inc_by(accepted as u64);
-    state
-        .metrics
-        .events_refused
-        .inc_by((verdicts.len() - accepted) as u64);
     if single && let Some(refusal) = verdicts[0].error {
         return Err(
             ApiError::bad_request("invalid_event", refusal.message.clone()).with_details(json!({
@@ -177,6 +125,62 @@ async fn ingest(state: &AppState, request: Request) -> Result<Response, ApiError
         body,
     )
         .into_response())
+}
+
+/// Lets `events` more of an application's events in, or says why not: its rate limit
+/// (429) or a queue that stayed full (503), each with a `Retry-After`.
+pub(crate) async fn admit(state: &AppState, app_id: i64, events: usize) -> Result<(), ApiError> {
+    let limits = &state.settings;
+    if let Some(limiter) = &state.rate_limiter
+        && let Err(wait) = limiter.take(app_id, events, std::time::Instant::now())
+    {
+        return Err(ApiError::too_many_requests(
+            format!(
+                "this application may send {} events per second; retry later",
+                limits.rate_limit_events_per_second
+            ),
+            wait,
+        ));
+    }
+    if let Err(depth) = wait_for_room(state, events as u64).await {
+        return Err(ApiError::unavailable(
+            "queue_full",
+            format!(
+                "the queue holds {depth} events, its limit is {}; retry later",
+                limits.queue_max_depth
+            ),
+            1,
+        ));
+    }
+    Ok(())
+}
+
+/// Enqueues a request's envelopes, accepted and refused alike; durable on return.
+pub(crate) async fn enqueue(state: &AppState, envelopes: &[Envelope]) -> Result<(), ApiError> {
+    let messages = accept::messages(envelopes, state.queue.one_message_per_event());
+    state.queue.enqueue(messages).await.map_err(|error| {
+        tracing::error!(%error, "enqueue failed");
+        ApiError::unavailable(
+            "queue_unavailable",
+            "the queue cannot take events right now; retry later",
+            1,
+        )
+    })?;
+    let refused = envelopes
+        .iter()
+        .filter(|e| matches!(e.body, MessageBody::Refused { .. }))
+        .count();
+    tracing::debug!(
+        accepted = envelopes.len() - refused,
+        refused,
+        "events queued"
+    );
+    state
+        .metrics
+        .events_accepted
+        .inc_by((envelopes.len() - refused) as u64);
+    state.metrics.events_refused.inc_by(refused as u64);
+    Ok(())
 }
 
 /// `202`: every element's verdict, in order.
@@ -313,7 +317,7 @@ fn content_type(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
     }
 }
 
-fn content_encoding(headers: &HeaderMap) -> Result<bool, ApiError> {
+pub(crate) fn content_encoding(headers: &HeaderMap) -> Result<bool, ApiError> {
     match headers
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
@@ -329,12 +333,34 @@ fn content_encoding(headers: &HeaderMap) -> Result<bool, ApiError> {
     }
 }
 
-fn too_large(limit: usize) -> ApiError {
+pub(crate) fn too_large(limit: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "body_too_large",
         format!("the request body is larger than the limit of {limit} bytes"),
     )
+}
+
+/// [`read_body`] within the body read timeout (408 past it).
+pub(crate) async fn read_body_in_time(
+    state: &AppState,
+    body: Body,
+    limit: usize,
+    gzip: bool,
+) -> Result<Bytes, ApiError> {
+    let timeout_ms = state.settings.body_read_timeout_ms;
+    tokio::time::timeout(
+        std::time::Duration::from_millis(timeout_ms),
+        read_body(body, limit, gzip),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("the body did not arrive within {timeout_ms} ms"),
+        )
+    })?
 }
 
 /// Reads the body, refusing it as soon as it passes `limit` (before or after gzip), so

@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod openapi;
 pub mod refused;
 pub mod sdk;
+pub mod segment;
 pub mod sessions;
 pub mod stats;
 
@@ -71,5 +72,6 @@ pub fn routes() -> Router<AppState> {
         .route("/tokens/{id}/revoke", post(apps::revoke_token))
         .route("/audit", get(apps::audit_log))
         .route("/sdk/eye.js", get(sdk::eye_js))
+        .merge(segment::routes())
         .merge(health::routes())
 }

@@ -20,4 +20,5 @@ mod nats;
 mod postgres;
 mod query;
 mod schemas;
+mod segment;
 mod tokens;
