@@ -48,6 +48,11 @@ pub struct Options {
     /// schema of its own that is dropped afterwards.
     #[arg(long)]
     pub database_url: Option<String>,
+    /// Declare these payload fields indexed (JSON Pointers; every event has `/path`
+    /// and `/host`) and build their indexes before writing: the write path's cost of
+    /// indexed fields.
+    #[arg(long)]
+    pub indexed: Vec<String>,
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
@@ -91,6 +96,22 @@ async fn write_all(store: &dyn Store, options: &Options) -> anyhow::Result<()> {
         ..
     } = options;
     let app = store.create_app("bench").await?;
+    if !options.indexed.is_empty() {
+        let paths = options
+            .indexed
+            .iter()
+            .map(|p| eye_core::FieldPath::parse(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let pageview = eye_core::EventType {
+            category: "page interaction".into(),
+            name: "pageview".into(),
+        };
+        store.set_indexed_fields(&pageview, &paths).await?;
+        for index in store.pending_field_indexes().await? {
+            store.build_field_index(&index).await?;
+        }
+        println!("indexed fields: {}", options.indexed.join(", "));
+    }
     let start = Timestamp::parse("2026-01-01T00:00:00Z")?.as_micros();
     let mut written = 0usize;
     let mut timings = Vec::new();

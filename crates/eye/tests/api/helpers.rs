@@ -336,6 +336,26 @@ impl TestApp {
         }
     }
 
+    /// Creates the application `name` allowing the browser origins `origins`
+    /// (`POST /apps`) and returns its ingest token.
+    pub async fn create_app(&self, name: &str, origins: &[&str]) -> String {
+        let created: Value = self
+            .send_as(
+                reqwest::Method::POST,
+                "/apps",
+                &self.admin_token,
+                Some(&json!({"name": name, "allowed_origins": origins})),
+            )
+            .await
+            .json()
+            .await
+            .expect("JSON");
+        created["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("an ingest token: {created}"))
+            .to_owned()
+    }
+
     /// Sends `method path` with `token` and an optional JSON body.
     pub async fn send_as(
         &self,

@@ -208,6 +208,27 @@ async fn bad_keys_bodies_and_sizes_get_the_answers_segment_clients_expect() {
         assert_eq!(got, status, "{path}: {answer}");
         assert_eq!(answer["error"]["code"], code, "{path}: {answer}");
     }
+    // From a browser: only the application's own origins.
+    let shop = app.create_app("shop", &["http://shop.example"]).await;
+    for (origin, status) in [
+        ("http://shop.example", StatusCode::OK),
+        ("http://evil.example", StatusCode::FORBIDDEN),
+    ] {
+        let answer = app
+            .client
+            .post(app.url("/v1/t"))
+            .header("content-type", "text/plain")
+            .header("origin", origin)
+            .basic_auth(&shop, Some(""))
+            .body(json!({"anonymousId": "b", "event": "e"}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), status, "{origin}");
+        if status == StatusCode::OK {
+            assert_eq!(answer.headers()["access-control-allow-origin"], origin);
+        }
+    }
     // Bad gzip is a 400 too.
     let (status, _, answer) = send(&app, "/v1/batch", Some(&key), b"not gzip".to_vec(), true).await;
     assert_eq!(
@@ -233,4 +254,45 @@ async fn a_full_queue_is_a_503_with_retry_after_so_that_sdks_back_off() {
     .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
     assert_eq!(retry_after.as_deref(), Some("1"));
+}
+
+// A message that is well-formed but fails its type's schema is accepted (200) and goes
+// to the error store with the schema's reason, like a native event.
+#[tokio::test]
+async fn per_type_schemas_apply_to_segment_messages() {
+    let app = spawn_app().await;
+    let schema = json!({
+        "type": "object",
+        "required": ["properties"],
+        "properties": {"properties": {"type": "object", "required": ["plan"]}}
+    });
+    let put = app.put_schema("track", "Signed Up", schema, None).await;
+    assert_eq!(put.status(), StatusCode::CREATED);
+    let batch = json!({"batch": [
+        {"type": "track", "event": "Signed Up", "anonymousId": "s", "messageId": "ok",
+         "properties": {"plan": "pro"}},
+        {"type": "track", "event": "Signed Up", "anonymousId": "s", "messageId": "bad",
+         "properties": {}},
+    ]});
+    let (status, _, _) = send(
+        &app,
+        "/v1/batch",
+        Some(&app.ingest_token),
+        batch.to_string().into_bytes(),
+        false,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let errors = app.wait_for_errors(1, WAIT).await;
+    assert_eq!(errors[0]["reason"], "schema_violation", "{errors:?}");
+    assert_eq!(
+        errors[0]["violations"][0]["pointer"], "/properties",
+        "{errors:?}"
+    );
+    let stored = wait_until(WAIT, "the valid message stored", || async {
+        let events = app.all_events("session_id=s").await;
+        (events.len() == 1).then_some(events)
+    })
+    .await;
+    assert_eq!(stored[0]["client_id"], "ok");
 }

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -68,21 +68,7 @@ async fn the_snippet_sends_views_clicks_forms_and_a_last_beacon_in_one_session()
     let app = spawn_app().await;
     let pages = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", pages.local_addr().unwrap());
-    let created: Value = app
-        .client
-        .post(app.url("/apps"))
-        .bearer_auth(&app.admin_token)
-        .json(&json!({"name": "shop", "allowed_origins": [origin]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = created["token"]
-        .as_str()
-        .expect("an ingest token")
-        .to_owned();
+    let token = app.create_app("shop", &[&origin]).await;
     tokio::spawn(serve_pages(pages, app.address.clone(), token));
 
     browser.goto(&format!("{origin}/")).await.unwrap();

@@ -11,3 +11,4 @@ mod chrome;
 mod helpers;
 mod python;
 mod rust_client;
+mod segment_sdks;
