@@ -216,9 +216,13 @@ fn write_key(headers: &HeaderMap, body: &Value) -> Result<String, ApiError> {
     }
 }
 
-/// A batch's messages, each given the batch's `context` when it has none of its own.
+/// A batch's messages, each given the batch's `context` and `sentAt` when it has none
+/// of its own (the SDKs send `sentAt` once per batch, for the clock-skew rule).
 fn batch_messages(body: &mut Value) -> Result<Vec<Value>, ApiError> {
-    let context = body.get("context").cloned();
+    let shared: Vec<(&str, Value)> = ["context", "sentAt"]
+        .into_iter()
+        .filter_map(|key| body.get(key).map(|value| (key, value.clone())))
+        .collect();
     let Some(Value::Array(messages)) = body.get_mut("batch").map(Value::take) else {
         return Err(ApiError::bad_request(
             "invalid_body",
@@ -228,8 +232,12 @@ fn batch_messages(body: &mut Value) -> Result<Vec<Value>, ApiError> {
     Ok(messages
         .into_iter()
         .map(|mut message| {
-            if let (Some(context), Some(object)) = (&context, message.as_object_mut()) {
-                object.entry("context").or_insert_with(|| context.clone());
+            if let Some(object) = message.as_object_mut() {
+                for (key, value) in &shared {
+                    object
+                        .entry(key.to_string())
+                        .or_insert_with(|| value.clone());
+                }
             }
             message
         })

@@ -140,6 +140,43 @@ async fn segment_messages_are_stored_once_as_events_by_session_and_type() {
             .len(),
         1
     );
+    // The batch's own `sentAt` (as the SDKs send it) corrects a skewed clock: this
+    // client is a day behind, its message a second old when sent.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let iso = |seconds: i64| {
+        let output = std::process::Command::new("date")
+            .args(["-u", "-d", &format!("@{seconds}"), "+%Y-%m-%dT%H:%M:%SZ"])
+            .output()
+            .unwrap();
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let skewed = json!({"sentAt": iso(now - 86_400), "batch": [
+        {"type": "track", "event": "Skewed", "anonymousId": "skew", "messageId": "skew-1",
+         "timestamp": iso(now - 86_401)}
+    ]});
+    let (status, _, _) = send(
+        &app,
+        "/v1/batch",
+        Some(&key),
+        skewed.to_string().into_bytes(),
+        false,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let skewed = wait_until(WAIT, "the skewed message stored", || async {
+        app.all_events("session_id=skew").await.pop()
+    })
+    .await;
+    let stored = skewed["timestamp"].as_str().unwrap();
+    assert!(
+        stored.starts_with(&iso(now - 1)[..16]) || stored.starts_with(&iso(now)[..16]),
+        "corrected to about now, not a day ago: {stored} ({skewed})"
+    );
+    assert_eq!(skewed["data"]["originalTimestamp"], iso(now - 86_401));
+
     // Without an anonymous id, the user id is the session.
     let user = wait_until(WAIT, "the group and the alias stored", || async {
         let events = app.all_events("session_id=user-1").await;
