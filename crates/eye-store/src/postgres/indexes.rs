@@ -256,6 +256,13 @@ async fn build(client: &deadpool_postgres::Object, index: &PendingIndex) -> Resu
             .await
             .map_err(database)?;
     }
+    // The planner weighs an expression index by the expression's statistics, which only
+    // ANALYZE gathers: without them a filter with a type took the type's index (470 ms
+    // against 2.8 ms on 10M events). It samples each partition: seconds, not a scan.
+    client
+        .batch_execute("ANALYZE events")
+        .await
+        .map_err(database)?;
     client
         .execute(
             "UPDATE field_indexes SET state = 'ready', ready_at = $2, error = NULL WHERE id = $1",
