@@ -50,18 +50,21 @@ pub struct IndexedField {
     pub error: Option<String>,
 }
 
-/// An index to build: its number (which names it) and its path.
+/// An index to build, or to drop (no type declares its path any more): its number
+/// (which names it) and its path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingIndex {
     pub id: i64,
     pub path: FieldPath,
+    pub dropping: bool,
 }
 
 #[async_trait::async_trait]
 pub trait FieldIndexes: Send + Sync {
     /// Makes `paths` the type's indexed fields (replacing its earlier list; empty
     /// clears it). A path no type declared before gets an index in state `building`;
-    /// one no type declares any more loses its index. Returns the type's fields.
+    /// one no type declares any more loses its index (at once, or by the builder where
+    /// dropping it here could deadlock with a build). Returns the type's fields.
     async fn set_indexed_fields(
         &self,
         event_type: &EventType,
@@ -71,12 +74,12 @@ pub trait FieldIndexes: Send + Sync {
     async fn indexed_fields(&self, event_type: &EventType) -> Result<Vec<IndexedField>>;
     /// Every distinct indexed path (its index built or not).
     async fn indexed_paths(&self) -> Result<Vec<FieldPath>>;
-    /// Indexes declared and not yet built.
+    /// Indexes declared and not yet built, and indexes to drop.
     async fn pending_field_indexes(&self) -> Result<Vec<PendingIndex>>;
     /// Builds `index` over the events already stored, without stopping ingest for
-    /// longer than the store must, and marks it ready. Returns false when another
-    /// process is building it or it is no longer declared. An error is recorded on the
-    /// index and returned; the next call tries again.
+    /// longer than the store must, and marks it ready; or drops it. Returns false when
+    /// another process is at it or there is nothing left to do. An error is recorded
+    /// on the index and returned; the next call tries again.
     async fn build_field_index(&self, index: &PendingIndex) -> Result<bool>;
 }
 

@@ -121,7 +121,8 @@ pub async fn run_until_stopped(
                         Ok(true) => tracing::info!(
                             path = %index.path,
                             took_ms = started.elapsed().as_millis() as u64,
-                            "built the index of an indexed field"
+                            "{} the index of an indexed field",
+                            if index.dropping { "dropped" } else { "built" }
                         ),
                         Ok(false) => {}
                         Err(error) => tracing::error!(

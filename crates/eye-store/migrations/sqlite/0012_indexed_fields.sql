@@ -4,7 +4,7 @@
 CREATE TABLE field_indexes (
     id INTEGER PRIMARY KEY,
     path TEXT NOT NULL UNIQUE,
-    state TEXT NOT NULL CHECK (state IN ('building', 'ready')),
+    state TEXT NOT NULL CHECK (state IN ('building', 'ready', 'dropping')),
     error TEXT,
     created_at INTEGER NOT NULL,
     ready_at INTEGER

@@ -22,7 +22,8 @@ use super::*;
 use crate::indexes::index_name;
 use crate::{IndexState, IndexedField, PendingIndex};
 
-/// Advisory locks `INDEX_LOCK + id` serialize one index's builders between processes.
+/// Advisory locks: `INDEX_LOCK` serializes declarations, `INDEX_LOCK + id` one
+/// index's builders, between processes.
 const INDEX_LOCK: i64 = 0x0e7e_1000_0000;
 
 fn field_from(row: &Row) -> IndexedField {
@@ -87,6 +88,11 @@ impl FieldIndexes for PgStore {
     ) -> Result<Vec<IndexedField>> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(database)?;
+        // One declaration at a time: another's orphan cleanup could otherwise delete the
+        // index row this one's declaration is about to reference.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INDEX_LOCK])
+            .await
+            .map_err(database)?;
         let now = Timestamp::now().as_micros();
         tx.execute(
             "DELETE FROM indexed_fields WHERE category = $1 AND name = $2",
@@ -96,9 +102,11 @@ impl FieldIndexes for PgStore {
         .map_err(database)?;
         for path in paths {
             let pointer = path.to_string();
+            // A path being dropped is declared again: build (or keep) its index.
             tx.execute(
                 "INSERT INTO field_indexes (path, state, created_at) VALUES ($1, 'building', $2)
-                 ON CONFLICT (path) DO NOTHING",
+                 ON CONFLICT (path) DO UPDATE SET state = 'building', error = NULL
+                 WHERE field_indexes.state = 'dropping'",
                 &[&pointer, &now],
             )
             .await
@@ -110,21 +118,15 @@ impl FieldIndexes for PgStore {
             .await
             .map_err(database)?;
         }
-        let orphans = tx
-            .query(
-                "DELETE FROM field_indexes i
-                 WHERE NOT EXISTS (SELECT 1 FROM indexed_fields f WHERE f.path = i.path)
-                 RETURNING id",
-                &[],
-            )
-            .await
-            .map_err(database)?;
-        for row in &orphans {
-            // Dropping the partitioned index drops every partition's.
-            tx.batch_execute(&format!("DROP INDEX IF EXISTS {}", index_name(row.get(0))))
-                .await
-                .map_err(database)?;
-        }
+        // Dropped by the builder, under the index's own lock: a DROP INDEX here would
+        // wait for a build's CONCURRENTLY, which waits for this transaction.
+        tx.execute(
+            "UPDATE field_indexes i SET state = 'dropping'
+             WHERE NOT EXISTS (SELECT 1 FROM indexed_fields f WHERE f.path = i.path)",
+            &[],
+        )
+        .await
+        .map_err(database)?;
         let fields = type_fields(&tx, event_type).await?;
         tx.commit().await.map_err(database)?;
         Ok(fields)
@@ -138,7 +140,10 @@ impl FieldIndexes for PgStore {
         let rows = self
             .client()
             .await?
-            .query("SELECT path FROM field_indexes ORDER BY path", &[])
+            .query(
+                "SELECT path FROM field_indexes WHERE state <> 'dropping' ORDER BY path",
+                &[],
+            )
             .await
             .map_err(database)?;
         rows.iter().map(|row| parse_path(row.get(0))).collect()
@@ -149,7 +154,8 @@ impl FieldIndexes for PgStore {
             .client()
             .await?
             .query(
-                "SELECT id, path FROM field_indexes WHERE state = 'building' ORDER BY id",
+                "SELECT id, path, state = 'dropping' FROM field_indexes
+                 WHERE state IN ('building', 'dropping') ORDER BY id",
                 &[],
             )
             .await
@@ -159,6 +165,7 @@ impl FieldIndexes for PgStore {
                 Ok(PendingIndex {
                     id: row.get(0),
                     path: parse_path(row.get(1))?,
+                    dropping: row.get(2),
                 })
             })
             .collect()
@@ -195,17 +202,51 @@ impl FieldIndexes for PgStore {
 
 async fn build(client: &deadpool_postgres::Object, index: &PendingIndex) -> Result<bool> {
     let pointer = index.path.to_string();
-    let declared = client
+    let state: Option<String> = client
         .query_opt(
-            "SELECT 1 FROM field_indexes WHERE id = $1 AND path = $2 AND state = 'building'",
+            "SELECT state FROM field_indexes WHERE id = $1 AND path = $2",
             &[&index.id, &pointer],
         )
         .await
-        .map_err(database)?;
-    if declared.is_none() {
-        return Ok(false);
-    }
+        .map_err(database)?
+        .map(|row| row.get(0));
     let name = index_name(index.id);
+    match state.as_deref() {
+        Some("building") => {}
+        Some("dropping") => {
+            // Dropping the partitioned index drops every partition's; a part a build
+            // left unattached goes too.
+            let parts = client
+                .query(
+                    "SELECT c.relname::text FROM pg_class c
+                     WHERE c.relkind = 'i' AND c.relnamespace = current_schema()::regnamespace
+                       AND c.relname LIKE $1",
+                    &[&format!("{name}\\_%")],
+                )
+                .await
+                .map_err(database)?;
+            client
+                .batch_execute(&format!("DROP INDEX IF EXISTS {name}"))
+                .await
+                .map_err(database)?;
+            for part in &parts {
+                let part: String = part.get(0);
+                client
+                    .batch_execute(&format!("DROP INDEX IF EXISTS {part}"))
+                    .await
+                    .map_err(database)?;
+            }
+            client
+                .execute(
+                    "DELETE FROM field_indexes WHERE id = $1 AND state = 'dropping'",
+                    &[&index.id],
+                )
+                .await
+                .map_err(database)?;
+            return Ok(true);
+        }
+        _ => return Ok(false),
+    }
     let expression = format!("(data #>> {})", path_literal(index.path.keys()));
     let columns = format!("({expression}, ts, seq, pk) WHERE {expression} IS NOT NULL");
     client

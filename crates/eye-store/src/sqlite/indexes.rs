@@ -195,7 +195,11 @@ impl FieldIndexes for SqliteStore {
                 .map(|(id, path)| {
                     let path =
                         FieldPath::parse(&path).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    Ok(PendingIndex { id, path })
+                    Ok(PendingIndex {
+                        id,
+                        path,
+                        dropping: false,
+                    })
                 })
                 .collect()
         })

@@ -215,7 +215,10 @@ async fn a_v7_client_id_resent_across_the_upgrade_is_stored_once() {
          DO $$ BEGIN
              IF (SELECT id FROM apps WHERE name = 'web') <> 1 THEN RAISE 'app id'; END IF;
          END $$;
-         -- Migration 0009 undone, then 0008: the first partition becomes the table again.
+         -- Migrations 0010 and 0009 undone, then 0008: the first partition becomes the
+         -- table again.
+         DROP TABLE indexed_fields;
+         DROP TABLE field_indexes;
          DROP INDEX events_by_name;
          ALTER TABLE events DETACH PARTITION events_before_partitioning;
          ALTER SEQUENCE events_pk_seq OWNED BY NONE;
