@@ -94,9 +94,15 @@ mod tests {
         let address = listener.local_addr().unwrap();
         let server = std::thread::spawn(move || {
             let (mut socket, _) = listener.accept().unwrap();
-            let mut request = [0u8; 1024];
-            let read = socket.read(&mut request).unwrap();
-            assert!(String::from_utf8_lossy(&request[..read]).starts_with("GET /readyz "));
+            // A read may return part of the request: read up to its blank line.
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let read = socket.read(&mut chunk).unwrap();
+                assert!(read > 0, "the probe closed before its request ended");
+                request.extend_from_slice(&chunk[..read]);
+            }
+            assert!(String::from_utf8_lossy(&request).starts_with("GET /readyz "));
             socket
                 .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 2\r\n\r\n{}")
                 .unwrap();
