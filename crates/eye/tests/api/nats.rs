@@ -343,18 +343,69 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// Starts the cluster, on fresh ports again when a node does not come up: a port
-    /// `free_port` found free can be taken by a test running beside this one before
-    /// nats-server binds it.
-    fn start(dir: &std::path::Path) -> Option<Cluster> {
+    /// Starts the cluster and waits until it takes a three-replica stream named
+    /// `stream` (the configuration `eye` asks for), on fresh ports again when it does
+    /// not: a port `free_port` found free can be taken by a test running beside this one
+    /// before nats-server binds it, and then a node never joins. Returns the cluster and
+    /// a client connected to it.
+    async fn start(dir: &std::path::Path, stream: &str) -> Option<(Cluster, async_nats::Client)> {
         for attempt in 1..=3 {
             let cluster = Cluster::start_once(&dir.join(format!("attempt{attempt}")))?;
-            if cluster.up_within(Duration::from_secs(10)) {
-                return Some(cluster);
+            if !cluster.up_within(Duration::from_secs(10)) {
+                eprintln!("a nats-server of the cluster did not start (attempt {attempt})");
+            } else if let Some(client) = cluster.takes_stream(stream, Duration::from_secs(45)).await
+            {
+                return Some((cluster, client));
+            } else {
+                eprintln!("the cluster did not take a stream within 45 s (attempt {attempt})");
             }
-            eprintln!("a nats-server of the cluster did not start (attempt {attempt}); new ports");
+            cluster.print_logs();
         }
-        panic!("a nats-server did not start in three attempts");
+        panic!("the JetStream cluster did not form in three attempts");
+    }
+
+    /// A client once the cluster has elected its JetStream leaders and created the
+    /// three-replica stream; None when it has not within `within`.
+    async fn takes_stream(&self, stream: &str, within: Duration) -> Option<async_nats::Client> {
+        let deadline = Instant::now() + within;
+        let urls = self.urls();
+        while Instant::now() < deadline {
+            let attempt = async {
+                let client = async_nats::connect(eye_queue_servers(&urls)).await.ok()?;
+                let jetstream = async_nats::jetstream::new(client.clone());
+                jetstream
+                    .get_or_create_stream(async_nats::jetstream::stream::Config {
+                        name: stream.to_owned(),
+                        subjects: vec![format!("{stream}.events")],
+                        storage: async_nats::jetstream::stream::StorageType::File,
+                        num_replicas: 3,
+                        retention: async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
+                        duplicate_window: Duration::from_secs(120),
+                        ..Default::default()
+                    })
+                    .await
+                    .ok()?;
+                Some(client)
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Ok(Some(client)) = tokio::time::timeout(left, attempt).await {
+                return Some(client);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        None
+    }
+
+    /// The end of each node's log, for a cluster that did not form.
+    fn print_logs(&self) {
+        for (name, _, store, _) in &self.nodes {
+            let log = std::fs::read_to_string(store.with_extension("log")).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!("--- {name}'s log, last lines:");
+            for line in &lines[lines.len().saturating_sub(15)..] {
+                eprintln!("{line}");
+            }
+        }
     }
 
     fn up_within(&self, within: Duration) -> bool {
@@ -398,6 +449,11 @@ impl Cluster {
 
     fn run(&mut self, i: usize) -> bool {
         let (name, port, store, process) = &mut self.nodes[i];
+        // nats-server logs to stderr; kept beside the node's store for `print_logs`.
+        let log = std::fs::create_dir_all(store.parent().expect("a parent"))
+            .and_then(|()| std::fs::File::create(store.with_extension("log")))
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null());
         let child = Command::new("nats-server")
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
             .args(["--server_name", name, "--cluster_name", "eye-test"])
@@ -408,7 +464,7 @@ impl Cluster {
             .args(["--routes", &self.routes, "-sd"])
             .arg(&*store)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn();
         match child {
             Ok(child) => {
@@ -444,31 +500,11 @@ impl Cluster {
 async fn a_cluster_node_killed_during_ingest_loses_no_accepted_event() {
     let _one_at_a_time = OWN_SERVERS.lock().await;
     let temp = tempfile::tempdir().unwrap();
-    let Some(mut cluster) = Cluster::start(temp.path()) else {
+    let stream = "EYE_CLUSTER_TEST";
+    let Some((mut cluster, client)) = Cluster::start(temp.path(), stream).await else {
         return;
     };
     let urls = cluster.urls();
-    let stream = "EYE_CLUSTER_TEST";
-    // Wait until the cluster has elected its JetStream leaders and takes a
-    // three-replica stream (the same configuration `eye` asks for).
-    let client = wait_until(Duration::from_secs(60), "the JetStream cluster", || async {
-        let client = async_nats::connect(eye_queue_servers(&urls)).await.ok()?;
-        let jetstream = async_nats::jetstream::new(client.clone());
-        jetstream
-            .get_or_create_stream(async_nats::jetstream::stream::Config {
-                name: stream.to_owned(),
-                subjects: vec![format!("{stream}.events")],
-                storage: async_nats::jetstream::stream::StorageType::File,
-                num_replicas: 3,
-                retention: async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
-            .await
-            .ok()?;
-        Some(client)
-    })
-    .await;
 
     let data = temp.path().join("data");
     let ingest = cli(&data, &["app", "create", "web"]).trim().to_owned();
