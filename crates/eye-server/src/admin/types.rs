@@ -8,7 +8,7 @@ use bytes::Bytes;
 use eye_core::EventType;
 use eye_core::reason::Violation;
 use eye_core::schema::SchemaMode;
-use eye_store::{EventQuery, IndexedField, Order};
+use eye_store::{EventQuery, EventTypeInfo, IndexedField, Order};
 use maud::{Markup, html};
 use serde_json::value::RawValue;
 
@@ -83,6 +83,32 @@ struct Editor {
     notice: Option<String>,
 }
 
+impl Editor {
+    /// An editor of `event_type` showing `schema`, `mode` and `sample`, beside what
+    /// the store knows of the type (`info`: none for a type without events or schema).
+    fn new(
+        event_type: EventType,
+        info: Option<EventTypeInfo>,
+        schema: String,
+        mode: SchemaMode,
+        sample: String,
+    ) -> Editor {
+        Editor {
+            event_type,
+            schema,
+            mode,
+            sample,
+            versions: info.as_ref().map_or_else(Vec::new, |i| i.versions.clone()),
+            current: info.as_ref().and_then(|i| i.schema_version),
+            event_count: info.as_ref().map_or(0, |i| i.event_count),
+            indexed: info.map_or_else(Vec::new, |i| i.indexed),
+            problem: None,
+            check: None,
+            notice: None,
+        }
+    }
+}
+
 /// `GET /admin/event-types/{category}/{name}` (and `new?category=&name=`)
 pub async fn edit(
     State(state): State<AppState>,
@@ -119,24 +145,15 @@ async fn load_editor(state: &AppState, event_type: EventType) -> Result<Editor, 
             ..EventQuery::default()
         })
         .await?;
-    Ok(Editor {
-        schema: current
-            .as_ref()
-            .map_or(STARTER_SCHEMA.to_owned(), |r| pretty_json(r.schema.get())),
-        mode: current.as_ref().map_or(SchemaMode::Enforce, |r| r.mode),
-        sample: latest
-            .items
-            .first()
-            .map_or("{}".to_owned(), |e| pretty_json(e.data.get())),
-        versions: info.as_ref().map_or_else(Vec::new, |i| i.versions.clone()),
-        current: current.as_ref().map(|r| r.version),
-        event_count: info.as_ref().map_or(0, |i| i.event_count),
-        indexed: info.map_or_else(Vec::new, |i| i.indexed),
-        event_type,
-        problem: None,
-        check: None,
-        notice: None,
-    })
+    let schema = current
+        .as_ref()
+        .map_or(STARTER_SCHEMA.to_owned(), |r| pretty_json(r.schema.get()));
+    let mode = current.as_ref().map_or(SchemaMode::Enforce, |r| r.mode);
+    let sample = latest
+        .items
+        .first()
+        .map_or("{}".to_owned(), |e| pretty_json(e.data.get()));
+    Ok(Editor::new(event_type, info, schema, mode, sample))
 }
 
 /// `POST /admin/event-types/{category}/{name}/indexed` (admins): `paths`, one JSON
@@ -337,19 +354,13 @@ pub async fn save(
             "The mode must be enforce or shadow.",
         )
     })?;
-    let mut editor = Editor {
-        schema: form.get("schema").unwrap_or_default().to_owned(),
-        mode,
-        sample: form.get("sample").unwrap_or_default().to_owned(),
-        versions: info.as_ref().map_or_else(Vec::new, |i| i.versions.clone()),
-        current: info.as_ref().and_then(|i| i.schema_version),
-        event_count: info.as_ref().map_or(0, |i| i.event_count),
-        indexed: info.map_or_else(Vec::new, |i| i.indexed),
+    let mut editor = Editor::new(
         event_type,
-        problem: None,
-        check: None,
-        notice: None,
-    };
+        info,
+        form.get("schema").unwrap_or_default().to_owned(),
+        mode,
+        form.get("sample").unwrap_or_default().to_owned(),
+    );
     let schema: serde_json::Value = match serde_json::from_str(&editor.schema) {
         Ok(schema) => schema,
         Err(error) => {

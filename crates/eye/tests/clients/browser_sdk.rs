@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::chrome::browser;
@@ -35,29 +34,15 @@ fn page(eye: &str, token: &str, path: &str) -> String {
     )
 }
 
-/// Serves the page for every path, one request per connection.
+/// Serves the page for every path.
 async fn serve_pages(listener: TcpListener, eye: String, token: String) {
-    while let Ok((mut stream, _)) = listener.accept().await {
-        let (eye, token) = (eye.clone(), token.clone());
-        tokio::spawn(async move {
-            let mut request = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => request.extend_from_slice(&buf[..n]),
-                }
-            }
-            let text = String::from_utf8_lossy(&request);
-            let path = text.split_whitespace().nth(1).unwrap_or("/").to_owned();
-            let body = page(&eye, &token, &path);
-            let response = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
-        });
-    }
+    crate::pages::serve(listener, move |path| {
+        (
+            "text/html; charset=utf-8",
+            page(&eye, &token, path).into_bytes(),
+        )
+    })
+    .await;
 }
 
 #[tokio::test]

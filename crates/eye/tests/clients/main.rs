@@ -9,6 +9,7 @@ mod chrome;
 #[allow(dead_code)]
 #[path = "../api/helpers.rs"]
 mod helpers;
+mod pages;
 mod python;
 mod rust_client;
 mod segment_sdks;

@@ -16,7 +16,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::helpers::{TestApp, spawn_app, wait_until};
@@ -252,32 +251,12 @@ async fn segments_node_sdk_is_stored_once_through_a_lost_answer_and_gives_up_on_
 /// Serves `page.html` at `/` and the bundle at `/analytics-next.js`.
 async fn serve_page(listener: TcpListener, bundle: Vec<u8>) {
     let page = std::fs::read(harness().join("page.html")).unwrap();
-    while let Ok((mut stream, _)) = listener.accept().await {
-        let (page, bundle) = (page.clone(), bundle.clone());
-        tokio::spawn(async move {
-            let mut request = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => request.extend_from_slice(&buf[..n]),
-                }
-            }
-            let text = String::from_utf8_lossy(&request);
-            let path = text.split_whitespace().nth(1).unwrap_or("/");
-            let (content_type, body) = match path {
-                "/analytics-next.js" => ("text/javascript", bundle),
-                "/" => ("text/html; charset=utf-8", page),
-                _ => ("text/plain", b"not found".to_vec()),
-            };
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(&body).await;
-        });
-    }
+    crate::pages::serve(listener, move |path| match path {
+        "/analytics-next.js" => ("text/javascript", bundle.clone()),
+        "/" => ("text/html; charset=utf-8", page.clone()),
+        _ => ("text/plain", b"not found".to_vec()),
+    })
+    .await;
 }
 
 #[tokio::test]
